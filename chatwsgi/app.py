@@ -1,0 +1,128 @@
+"""WSGI composition: the chat as middleware in front of any app, and the app factory."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+from socketio import socketio_manage
+from webob import Request, Response
+from webob.exc import HTTPForbidden
+from webob.static import DirectoryApp, FileApp
+
+from chatwsgi.chat import Chat
+from chatwsgi.compat.socket import send_error
+from chatwsgi.namespace import ChatNamespace
+from chatwsgi.service import ENDPOINT, ChatService
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PAGE_HEADERS = [
+    # The page renders user text with textContent; the policy is the second line of defence.
+    ("Content-Security-Policy", "default-src 'self'; object-src 'none'; base-uri 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+]
+
+
+def client_script_path():
+    """socket.io.js 0.9 as installed by the js.socketio package (found without importing it)."""
+    spec = importlib.util.find_spec("js.socketio")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("js.socketio is not installed: pip install js.socketio")
+    return Path(next(iter(spec.submodule_search_locations))) / "resources" / "js" / "socket.io.js"
+
+
+class ContainedDirectoryApp(DirectoryApp):
+    """DirectoryApp whose containment check compares whole path components.
+
+    WebOb checks ``path.startswith(root)``, which lets ``/../static-old/x`` reach a
+    sibling folder named like the root plus a suffix.
+    """
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        target = os.path.abspath(os.path.join(self.path, request.path_info.lstrip("/")))
+        if os.path.commonpath([self.path, target]) != self.path:
+            return HTTPForbidden()(environ, start_response)
+        return super().__call__(environ, start_response)
+
+
+class ChatMiddleware:
+    """Serves the chat (/socket.io/..., /socket.io.js, /healthz) in front of ``app``."""
+
+    def __init__(
+        self,
+        app,
+        resource="socket.io",
+        history=15,
+        max_message_chars=2000,
+        rate=5.0,
+        burst=10,
+        node="local",
+        service=None,
+    ):
+        self.app = app
+        self.resource = resource
+        self.node = node
+        self.service = service or ChatService(
+            Chat(history_size=history, max_chars=max_message_chars), rate=rate, burst=burst
+        )
+        self.namespaces = {ENDPOINT: ChatNamespace}
+        self.client_script = FileApp(str(client_script_path()), content_type="application/javascript")
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/" + self.resource + "/"):
+            return self.chat(environ, start_response)
+        if path == "/socket.io.js":
+            return self.client_script(environ, start_response)
+        if path == "/healthz":
+            return self.health(environ, start_response)
+        return self.app(environ, start_response)
+
+    def chat(self, environ, start_response):
+        """Run one session's namespaces until it ends (called once per session by the server)."""
+        if "socketio" not in environ:
+            return self.plain(start_response, "400 Bad Request", "Socket.IO requests need a ChatServer.\n")
+        socketio_manage(environ, self.namespaces, request=self.service, error_handler=send_error)
+        return []
+
+    def health(self, environ, start_response):
+        """A JSON health answer: node id, chat size, sessions by transport."""
+        sessions = environ.get("chatwsgi.sessions")
+        body = {
+            "status": "ok",
+            "node": self.node,
+            "backplane": "local",
+            "members": len(self.service.chat.members),
+            "rooms": len(self.service.chat.rooms),
+            "sessions": sessions() if sessions else None,
+        }
+        response = Response(json.dumps(body), content_type="application/json", charset="utf-8")
+        response.cache_control = "no-store"
+        return response(environ, start_response)
+
+    @staticmethod
+    def plain(start_response, status, text):
+        """A short plain-text answer."""
+        body = text.encode()
+        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def with_headers(app, headers):
+    """Wrap a WSGI app so every response carries ``headers``."""
+
+    def wrapped(environ, start_response):
+        def start(status, response_headers, exc_info=None):
+            return start_response(status, list(response_headers) + headers, exc_info)
+
+        return app(environ, start)
+
+    return wrapped
+
+
+def make_app(static_dir=STATIC_DIR, **settings):
+    """The chat WSGI app: the chat in front of the page in ``static_dir``."""
+    page = with_headers(ContainedDirectoryApp(str(static_dir)), PAGE_HEADERS)
+    return ChatMiddleware(page, **settings)

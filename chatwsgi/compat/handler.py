@@ -1,0 +1,165 @@
+"""The HTTP side of Socket.IO 0.9: handshake, transport requests, refusals.
+
+Replaces gevent-socketio's ``handle_one_response`` flow (B4, B10, B11, B12) while
+keeping gevent's own request loop, error handling and logging around it.
+"""
+
+import logging
+
+import gevent
+from gevent.pywsgi import WSGIHandler
+from geventwebsocket.websocket import Stream
+from socketio.handler import SocketIOHandler
+
+from chatwsgi import protocol
+from chatwsgi.compat.transports import JSONPPollingTransport, PollingTransport, WebsocketTransport
+from chatwsgi.compat.websocket import CappedWebSocket
+from chatwsgi.security import origin_allowed
+
+log = logging.getLogger(__name__)
+
+TRANSPORTS = {
+    "websocket": WebsocketTransport,
+    "xhr-polling": PollingTransport,
+    "jsonp-polling": JSONPPollingTransport,
+}
+
+
+class ChatHandler(SocketIOHandler):
+    """Serves /socket.io/1/... itself and hands every other request to the WSGI app."""
+
+    # B8, B12: advertise and accept only what current browsers can use.
+    handler_types = TRANSPORTS
+
+    def handle_one_response(self):
+        """gevent's response cycle (errors, input discard, logging) around run_application."""
+        return WSGIHandler.handle_one_response(self)
+
+    def run_application(self):
+        """Socket.IO requests are answered here; the rest go to the application."""
+        where = protocol.route(self.environ.get("PATH_INFO", ""), self.server.resource)
+        if where is None:
+            self.environ["chatwsgi.sessions"] = self.server.connection_count
+            return WSGIHandler.run_application(self)
+        if not origin_allowed(self.environ, self.config["allowed_origins"]):
+            return self.refuse("403 Forbidden", "This Origin may not use the chat.")
+        if where.kind == "handshake":
+            return self.handshake()
+        if where.kind == "unknown":
+            return self.refuse("400 Bad Request", "Not a Socket.IO 0.9 URL.")
+        socket = self.server.sockets.get(where.session_id)
+        if socket is None:
+            # Same answer for every unknown id, so ids cannot be probed.
+            return self.refuse("400 Bad Request", "Unknown or expired session: handshake again.")
+        if where.kind == "disconnect" or self.environ.get("QUERY_STRING", "").startswith("disconnect"):
+            socket.kill(detach=True)
+            return self.respond("200 OK", b"", "text/plain")
+        return self.exchange(socket, where.transport)
+
+    def handshake(self):
+        """Create a session and answer ``sid:heartbeat:close:transports`` (B10: as bytes)."""
+        socket = self.server.get_socket()
+        body = protocol.handshake_body(
+            socket.sessid,
+            self.config["heartbeat_timeout"],
+            self.config["close_timeout"],
+            self.transports,
+        )
+        index = protocol.jsonp_index(self.environ.get("QUERY_STRING"), key="jsonp")
+        if "jsonp=" in self.environ.get("QUERY_STRING", "") and index is not None:
+            return self.respond("200 OK", protocol.jsonp_script(index, body).encode(), "text/javascript")
+        return self.respond("200 OK", body.encode(), "text/plain")
+
+    def exchange(self, socket, transport_name):
+        """One transport request of an existing session."""
+        transport_class = self.handler_types.get(transport_name)
+        if transport_class is None or transport_name not in self.transports:
+            return self.refuse("400 Bad Request", "Transport not supported: %s." % transport_name[:40])
+        is_websocket = transport_class is WebsocketTransport
+        if is_websocket and not self.accept_websocket():
+            return self.refuse("400 Bad Request", "The websocket transport needs a websocket upgrade.")
+        socket.is_websocket = is_websocket
+        if is_websocket:
+            socket.connection = self.socket
+        self.environ["socketio"] = socket
+        transport = transport_class(self, self.config)
+        transport.do_exchange(socket, self.environ["REQUEST_METHOD"])
+        if not socket.connection_established:
+            self.establish(socket)
+        if is_websocket:
+            transport.read_loop(socket, self.websocket)
+
+    def establish(self, socket):
+        """The session's first transport request: mark it connected and start the app."""
+        socket.connection_established = True
+        socket.state = socket.STATE_CONNECTED
+
+        def no_response(status, headers, exc_info=None):
+            return None
+
+        socket.wsgi_app_greenlet = gevent.spawn(self.application, self.environ, no_response)
+
+    def accept_websocket(self):
+        """Do the RFC 6455 upgrade with gevent-websocket's handler, then cap frames (B16)."""
+        if self.environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+            return False
+        own_class = self.__class__
+        self.__class__ = self.server.ws_handler_class
+        try:
+            self.prevent_wsgi_call = True
+            self.upgrade_websocket()
+            upgraded = "wsgi.websocket" in self.environ
+            if self.status and not self.headers_sent:
+                self.write(b"")
+        finally:
+            self.__class__ = own_class
+        if upgraded:
+            # The library's object would send a close frame when collected: retire it first.
+            self.websocket.closed = True
+            self.websocket = CappedWebSocket(
+                self.environ,
+                Stream(self),
+                self,
+                max_message=self.config["max_packet_bytes"],
+                skip_limit=self.config["max_body_bytes"],
+            )
+            self.environ["wsgi.websocket"] = self.websocket
+        return upgraded
+
+    def read_body(self, limit):
+        """The whole request body (B5), or None after a 413 when it is over ``limit``."""
+        length = self.environ.get("CONTENT_LENGTH") or ""
+        if length and (not length.isdigit() or int(length) > limit):
+            self.refuse("413 Payload Too Large", "A request body has at most %d bytes." % limit)
+            return None
+        body = self.wsgi_input.read(int(length) if length else limit + 1)
+        if len(body) > limit:
+            self.refuse("413 Payload Too Large", "A request body has at most %d bytes." % limit)
+            return None
+        return body
+
+    def refuse(self, status, reason):
+        """A clear plain-text refusal; the connection closes after it."""
+        log.debug("refused %s %s: %s", self.environ.get("PATH_INFO"), status, reason)
+        self.close_connection = True
+        self.respond(status, reason.encode() + b"\n", "text/plain")
+
+    def respond(self, status, body, content_type):
+        """Write a complete response: bytes body, string headers (B4, B11)."""
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        origin = self.environ.get("HTTP_ORIGIN")
+        if origin:
+            headers += [
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Allow-Methods", "POST, GET, OPTIONS"),
+                ("Access-Control-Allow-Headers", "Content-Type"),
+                ("Vary", "Origin"),
+            ]
+        self.start_response(status, headers)
+        self.write(body)

@@ -1,0 +1,190 @@
+"""The virtual socket of one session, fixed for Python 3 (B2, B3, B13, B14, B18, B20).
+
+Decoding and dispatch use our own strict codec; a bad packet or a failing handler
+costs that packet only, never the session.
+"""
+
+import logging
+import secrets
+import time
+
+from gevent.queue import Empty
+from socketio.virtsocket import Socket
+
+from chatwsgi import protocol
+
+log = logging.getLogger(__name__)
+
+
+def send_error(socket, error_name, error_message, endpoint, msg_id, quiet):
+    """Error handler for socketio_manage: an ``error`` event {code, message} (B2: endpoint may be None)."""
+    log.debug("error %s on %s: %s", error_name, socket.sessid, error_message)
+    if quiet:
+        return
+    packet = {
+        "type": "event",
+        "name": "error",
+        "args": [{"code": error_name, "message": error_message}],
+        "endpoint": endpoint or "",
+    }
+    socket.send_packet(packet)
+
+
+class ChatSocket(Socket):
+    """A session: queues, namespaces, liveness bookkeeping."""
+
+    def __init__(self, server, config, error_handler=None):
+        super().__init__(server, config, error_handler or send_error)
+        # B13: the session id is the only credential on polling URLs: make it unguessable.
+        self.sessid = secrets.token_urlsafe(18)
+        self.created = time.monotonic()
+        self.last_seen = self.created
+        self.last_heartbeat = self.created
+        self.polls_open = 0
+        self.returned = []  # B18: packets a failed poll write must not lose
+        self.connection = None  # the TCP socket a websocket session lives on
+
+    def kill(self, detach=False):
+        """End the session; a websocket's TCP connection is shut so its reader wakes (B9)."""
+        super().kill(detach=detach)
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            try:
+                connection.shutdown(2)  # SHUT_RDWR: a blocked recv returns at once
+            except OSError:
+                pass
+
+    # Inbound --------------------------------------------------------------
+
+    def put_server_msg(self, msg):
+        """Queue one inbound packet; any traffic proves the client alive."""
+        self.last_seen = time.monotonic()
+        self.server_queue.put_nowait(msg)
+
+    def receive_all(self, messages):
+        """Queue inbound packets, refusing ones over the size cap or not text."""
+        for message in messages:
+            if not isinstance(message, str):
+                self.error("invalid_packet", "Packets are text frames.", endpoint="")
+            elif len(message) > self.config["max_packet_bytes"]:
+                self.refuse_too_large()
+            else:
+                self.put_server_msg(message)
+
+    def refuse_too_large(self):
+        """Tell the client a packet was dropped for its size."""
+        self.last_seen = time.monotonic()
+        limit = self.config["max_packet_bytes"]
+        self.error("frame_too_large", "A packet has at most %d bytes." % limit, endpoint="")
+
+    def _receiver_loop(self):
+        """Decode and dispatch inbound packets until the session ends (B3: per-packet errors)."""
+        while self.connected:
+            raw = self.get_server_msg()
+            if raw is None:
+                break
+            self.handle_raw(raw)
+        self.kill(detach=True)
+
+    def handle_raw(self, raw):
+        """Decode and dispatch one packet; errors become error events."""
+        try:
+            packet = protocol.decode_packet(raw)
+        except protocol.ProtocolError as error:
+            self.error("invalid_packet", str(error), endpoint="")
+            return
+        try:
+            self.dispatch(packet)
+        except Exception:
+            log.exception("handler failed on %s", self.sessid)
+            self.error("server_error", "The server failed on that packet.", endpoint=packet["endpoint"])
+
+    def dispatch(self, packet):
+        """Route one decoded packet to its namespace and send any requested ack."""
+        kind, endpoint = packet["type"], packet["endpoint"]
+        if kind in ("heartbeat", "noop"):
+            return
+        if kind == "disconnect" and endpoint == "":
+            self.kill(detach=True)
+            return
+        namespace = self.namespace_for(endpoint)
+        if namespace is None:
+            self.error("no_such_namespace", "No namespace %r here." % endpoint, endpoint=endpoint)
+            return
+        result = namespace.process_packet(packet)
+        if packet.get("ack") == "data" and "id" in packet:
+            args = list(result) if isinstance(result, tuple) else [result]
+            self.send_packet({"type": "ack", "ackId": packet["id"], "args": args, "endpoint": endpoint})
+
+    def namespace_for(self, endpoint):
+        """The endpoint's namespace, created on its first packet; None if unknown."""
+        if endpoint in self.active_ns:
+            return self.active_ns[endpoint]
+        factory = self.namespaces.get(endpoint)
+        if factory is None:
+            return None
+        namespace = factory(self.environ, endpoint, request=self.request)
+        for cls in type(namespace).__mro__:
+            if "initialize" in vars(cls):
+                cls.initialize(namespace)
+        self.active_ns[endpoint] = namespace
+        return namespace
+
+    # Outbound -------------------------------------------------------------
+
+    def send_packet(self, pkt):
+        """Queue one packet for the client, encoded by our codec."""
+        self.put_client_msg(protocol.encode_packet(pkt))
+
+    def take_client_msgs(self, timeout):
+        """Everything queued for one poll, waiting up to ``timeout`` for the first."""
+        messages, self.returned = self.returned, []
+        if not messages:
+            try:
+                messages = [self.client_queue.get(timeout=timeout)]
+            except Empty:
+                return []
+        while self.client_queue.qsize():
+            messages.append(self.client_queue.get_nowait())
+        return [m for m in messages if m is not None]
+
+    def give_back(self, messages):
+        """B18: packets a poll could not write go out first on the next poll."""
+        self.returned = list(messages) + self.returned
+
+    # Liveness (checked by the server's one session tender, see server.py) -
+
+    def poll_started(self):
+        """A long poll is open: the client is alive while it waits."""
+        self.polls_open += 1
+        self.last_seen = time.monotonic()
+
+    def poll_ended(self):
+        """A long poll answered."""
+        self.polls_open -= 1
+        self.last_seen = time.monotonic()
+
+    def is_stale(self, now):
+        """True when the session should be ended: never connected, silent, or abandoned."""
+        config = self.config
+        if not self.connection_established:
+            return now - self.created > config["handshake_timeout"]  # B14
+        if self.polls_open:
+            return False
+        limit = config["heartbeat_timeout"] if self.is_websocket else config["close_timeout"]
+        return now - self.last_seen > limit
+
+    is_websocket = False
+
+    def heartbeat_due(self, now):
+        """True when a heartbeat packet should be queued to the client."""
+        if now - self.last_heartbeat < self.config["heartbeat_interval"]:
+            return False
+        self.last_heartbeat = now
+        return True
+
+    def _spawn_heartbeat(self):
+        """Replaced by the server's session tender: no per-session timer greenlets."""
+
+    def _spawn_watcher(self):
+        """Replaced by the server's session tender: no per-session watcher greenlet."""

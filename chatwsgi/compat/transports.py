@@ -1,0 +1,152 @@
+"""The three advertised transports, fixed for Python 3 (B4, B5, B6, B7, B9, B15, B18).
+
+Each transport answers one HTTP request of a session (or, for websocket, holds the
+connection until it closes) and moves packets between the wire and the session's
+queues. Responses are built as bytes with string headers (B4, B11).
+"""
+
+import logging
+
+from gevent.queue import Empty
+from geventwebsocket import WebSocketError
+from socketio import transports
+
+from chatwsgi import protocol
+from chatwsgi.compat.websocket import TOO_LARGE
+
+log = logging.getLogger(__name__)
+
+
+class PollingTransport(transports.XHRPollingTransport):
+    """xhr-polling: GET waits for queued packets, POST delivers packets."""
+
+    content_type = "text/plain; charset=UTF-8"
+
+    def __init__(self, handler, config):
+        super().__init__(handler, config)
+        self.content_type = type(self).content_type
+
+    def do_exchange(self, socket, request_method):
+        """Answer one request of an established or establishing session."""
+        if not socket.connection_established:
+            return self.respond(protocol.CONNECT)
+        method = getattr(self, "on_" + request_method.lower(), None)
+        if method is None:
+            return self.handler.refuse("405 Method Not Allowed", "Use GET, POST or OPTIONS.")
+        return method(socket)
+
+    def on_options(self, socket):
+        """CORS preflight."""
+        return self.respond("")
+
+    def on_get(self, socket):
+        """Long poll: hold until packets are queued or the poll duration ends."""
+        socket.poll_started()
+        try:
+            messages = socket.take_client_msgs(timeout=self.config["poll_duration"])
+            try:
+                self.respond(protocol.encode_payload(messages) if messages else protocol.NOOP)
+            except OSError:
+                # B18: the client went away mid-write; keep the packets for its next poll.
+                socket.give_back(messages)
+                self.handler.close_connection = True
+        finally:
+            socket.poll_ended()
+
+    def on_post(self, socket):
+        """Deliver the posted packets to the session (B5: the whole body, not one line)."""
+        body = self.handler.read_body(self.config["max_body_bytes"])
+        if body is None:
+            return None
+        try:
+            messages = protocol.decode_payload(self.decode_body(body))
+        except protocol.ProtocolError as error:
+            socket.error("invalid_packet", str(error), endpoint="")
+        else:
+            socket.receive_all(messages)
+        return self.respond("1")
+
+    def decode_body(self, body):
+        """The payload text of a POST body."""
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise protocol.ProtocolError("the body is not UTF-8") from None
+
+    def respond(self, payload):
+        """Send the payload as this transport frames it (B4: bytes, never str)."""
+        self.handler.respond("200 OK", self.frame(payload).encode("utf-8"), self.content_type)
+
+    def frame(self, payload):
+        """The response body for a payload."""
+        return payload
+
+
+class JSONPPollingTransport(PollingTransport):
+    """jsonp-polling: GET answers a script calling io.j[i](...), POST is a form (B7)."""
+
+    content_type = "text/javascript; charset=UTF-8"
+
+    def do_exchange(self, socket, request_method):
+        """Refuse a callback index that is not a small number before anything else."""
+        if protocol.jsonp_index(self.handler.environ.get("QUERY_STRING")) is None:
+            return self.handler.refuse("400 Bad Request", "The 'i' parameter must be a number.")
+        return super().do_exchange(socket, request_method)
+
+    def decode_body(self, body):
+        """The payload inside the form field ``d`` (B7: parsed, not hand-unquoted)."""
+        return protocol.decode_jsonp_body(body)
+
+    def on_post(self, socket):
+        """Form posts expect an HTML-ish answer; the body is ignored by the client."""
+        self.content_type = "text/plain; charset=UTF-8"
+        return super().on_post(socket)
+
+    def frame(self, payload):
+        """Wrap the payload in the client's callback, JSON-escaped (B7)."""
+        if self.content_type.startswith("text/plain"):
+            return payload
+        index = protocol.jsonp_index(self.handler.environ.get("QUERY_STRING"))
+        return protocol.jsonp_script(index, payload)
+
+
+class WebsocketTransport(transports.WebsocketTransport):
+    """websocket: a sender greenlet, and a reader that runs in the handler's greenlet."""
+
+    def do_exchange(self, socket, request_method):
+        """Greet the client and start sending queued packets."""
+        websocket = self.handler.environ["wsgi.websocket"]
+        websocket.send(protocol.CONNECT)
+        socket.spawn(self.send_loop, socket, websocket)
+
+    def send_loop(self, socket, websocket):
+        """Write queued packets until the session ends or the socket dies (B15: quietly)."""
+        while True:
+            message = socket.get_client_msg()
+            if message is None:
+                return
+            try:
+                websocket.send(message)
+            except (WebSocketError, OSError) as error:
+                log.debug("websocket send failed for %s: %s", socket.sessid, error)
+                socket.kill(detach=True)
+                return
+
+    def read_loop(self, socket, websocket):
+        """Read packets until the websocket closes, then end the session at once (B9)."""
+        try:
+            while True:
+                message = websocket.receive()
+                if message is None:
+                    break
+                if message is TOO_LARGE:
+                    socket.refuse_too_large()
+                    continue
+                socket.receive_all([message])
+        except (WebSocketError, OSError) as error:
+            log.debug("websocket read ended for %s: %s", socket.sessid, error)
+        finally:
+            socket.kill(detach=True)
+
+
+__all__ = ["Empty", "JSONPPollingTransport", "PollingTransport", "WebsocketTransport"]

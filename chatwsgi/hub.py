@@ -1,0 +1,36 @@
+"""In-process fan-out: who in each room receives a frame. The single-process backplane.
+
+Delivery is a call to each member's *sink* (a callable taking one encoded frame),
+so a broadcast is encoded once and reaches only the room's members.
+"""
+
+from collections import defaultdict
+
+
+class LocalHub:
+    """Room subscriptions and delivery inside one process."""
+
+    def __init__(self):
+        self._rooms = defaultdict(dict)  # room -> {member: sink}
+
+    def subscribe(self, room, member, sink):
+        """Deliver the room's frames to ``sink`` until unsubscribed."""
+        self._rooms[room][member] = sink
+
+    def unsubscribe(self, room, member):
+        """Stop delivering the room's frames to ``member``."""
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del self._rooms[room]
+
+    def publish(self, room, frame, exclude=None):
+        """Hand one encoded frame to every member of ``room`` but ``exclude``."""
+        for member, sink in list(self._rooms.get(room, {}).items()):
+            if member != exclude:
+                sink(frame)
+
+    def members(self, room):
+        """How many members receive the room's frames here."""
+        return len(self._rooms.get(room, ()))

@@ -1,0 +1,98 @@
+"""ChatNamespace: the thin greenlet-side adapter from Socket.IO events to ChatService.
+
+Each ``on_<event>`` takes the client's one request object, calls the service and
+returns the ack body. A refusal becomes an ``error`` event and a failed ack.
+"""
+
+import functools
+import logging
+
+from chatwsgi.compat.namespace import CompatNamespace
+from chatwsgi.errors import ChatError
+
+log = logging.getLogger(__name__)
+
+
+def answers(handler):
+    """Turn a ChatError into an ``error`` event plus an ``{ok: false, ...}`` ack."""
+
+    @functools.wraps(handler)
+    def answer(self, request=None):
+        try:
+            return handler(self, request)
+        except ChatError as refusal:
+            body = refusal.as_dict()
+            body["event"] = handler.__name__[3:]
+            if isinstance(request, dict) and isinstance(request.get("id"), str):
+                body["id"] = request["id"][:64]
+            self.emit("error", body)
+            return dict(body, ok=False)
+
+    return answer
+
+
+class ChatNamespace(CompatNamespace):
+    """One connection's view of the chat; ``self.request`` is the shared ChatService."""
+
+    @property
+    def service(self):
+        """The ChatService handed to socketio_manage as its ``request``."""
+        return self.request
+
+    @property
+    def member(self):
+        """This connection's member key: its session id."""
+        return self.socket.sessid
+
+    def recv_connect(self):
+        """The client opened the namespace: register it with no nickname yet."""
+        self.connected_to_chat = True
+        self.service.connect(self.member, self.socket.put_client_msg)
+
+    @answers
+    def on_nickname(self, request):
+        ack, evicted = self.service.nickname(self.member, request)
+        if evicted is not None:
+            self.end_session(evicted)
+        return ack
+
+    @answers
+    def on_join(self, request):
+        return self.service.join(self.member, request)
+
+    @answers
+    def on_leave(self, request):
+        return self.service.leave(self.member, request)
+
+    @answers
+    def on_message(self, request):
+        return self.service.message(self.member, request)
+
+    @answers
+    def on_typing(self, request):
+        return self.service.typing(self.member, request)
+
+    @answers
+    def on_catch_up(self, request):
+        return self.service.catch_up(self.member, request)
+
+    @answers
+    def on_roster(self, request):
+        return self.service.roster(self.member, request)
+
+    @answers
+    def on_rooms(self, request):
+        return self.service.rooms(self.member, request)
+
+    def end_session(self, session_id):
+        """Close another session of this server (a nickname reclaimed from it)."""
+        session = self.socket.server.sockets.get(session_id)
+        if session is not None:
+            session.kill(detach=True)
+
+    def disconnect(self, silent=False):
+        """Leave the chat once, whichever way the connection ended."""
+        if getattr(self, "connected_to_chat", False):
+            self.connected_to_chat = False
+            self.service.disconnect(self.member)
+        super().disconnect(silent=silent)

@@ -1,0 +1,115 @@
+"""Building the SocketIOServer with our hooks, settings and one session tender (B14, B17, B19)."""
+
+import logging
+import socket as socketlib
+import time
+
+import gevent
+from socketio.server import SocketIOServer
+
+from chatwsgi import protocol
+from chatwsgi.compat.handler import TRANSPORTS, ChatHandler
+from chatwsgi.compat.socket import ChatSocket
+
+log = logging.getLogger(__name__)
+
+ADVERTISED = tuple(TRANSPORTS)
+SESSION_DEFAULTS = {
+    "heartbeat_interval": 25,
+    "heartbeat_timeout": 60,
+    "close_timeout": 20,
+    "poll_duration": 10,
+    "handshake_timeout": 30,
+    "max_packet_bytes": 64 * 1024,
+    "max_body_bytes": 1024 * 1024,
+    "allowed_origins": (),
+}
+
+
+class ChatServer(SocketIOServer):
+    """A SocketIOServer on 127.0.0.1 by default, with our handler, sessions and limits."""
+
+    def __init__(self, listener, application, transports=ADVERTISED, tend_interval=1.0, **settings):
+        session_config = {k: settings.pop(k, v) for k, v in SESSION_DEFAULTS.items()}
+        session_config["allowed_origins"] = tuple(session_config["allowed_origins"])
+        unknown = set(transports) - set(TRANSPORTS)
+        if unknown or not transports:
+            raise ValueError("transports must be some of %s" % ", ".join(ADVERTISED))
+        settings.setdefault("policy_server", False)  # B19: the Flash policy server always fails
+        settings.setdefault("handler_class", ChatHandler)
+        super().__init__(
+            listener,
+            application,
+            transports=list(transports),
+            heartbeat_interval=session_config["heartbeat_interval"],
+            heartbeat_timeout=session_config["heartbeat_timeout"],
+            close_timeout=session_config["close_timeout"],
+            **settings,
+        )
+        self.config.update(session_config)
+        self.tend_interval = tend_interval
+        self._tender = None
+
+    def handle(self, socket, address):
+        """B17: no Nagle delay, so a poll's headers and body leave at once."""
+        try:
+            socket.setsockopt(socketlib.IPPROTO_TCP, socketlib.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a Unix socket): nothing to tune
+        super().handle(socket, address)
+
+    def get_socket(self, sessid=""):
+        """The session with this id (None if unknown), or a new one when no id is given."""
+        if sessid:
+            return self.sockets.get(sessid)
+        session = ChatSocket(self, self.config)
+        self.sockets[session.sessid] = session
+        return session
+
+    def start_accepting(self):
+        """Start accepting and the session tender."""
+        super().start_accepting()
+        if self._tender is None:
+            self._tender = gevent.spawn(self._tend_forever)
+
+    def stop(self, timeout=None):
+        """Stop the tender, end every session, stop serving."""
+        if self._tender is not None:
+            self._tender.kill()
+            self._tender = None
+        for session in list(self.sockets.values()):
+            session.kill(detach=True)
+        super().stop(timeout=timeout)
+
+    def _tend_forever(self):
+        while True:
+            gevent.sleep(self.tend_interval)
+            try:
+                self.tend(time.monotonic())
+            except Exception:
+                log.exception("session tender failed")
+
+    def tend(self, now):
+        """One pass over all sessions: end stale ones (B14), queue due heartbeats."""
+        for session in list(self.sockets.values()):
+            if session.is_stale(now):
+                log.debug("ending stale session %s", session.sessid)
+                session.kill(detach=True)
+            elif session.connected and session.heartbeat_due(now):
+                session.put_client_msg(protocol.HEARTBEAT)
+
+    def connection_count(self):
+        """Sessions by transport, for /healthz."""
+        counts = {"websocket": 0, "polling": 0, "pending": 0}
+        for session in self.sockets.values():
+            if not session.connection_established:
+                counts["pending"] += 1
+            else:
+                counts["websocket" if session.is_websocket else "polling"] += 1
+        return counts
+
+
+def make_server(application, host="127.0.0.1", port=8080, **settings):
+    """A ChatServer for ``application`` bound to host:port (127.0.0.1 unless told)."""
+    settings.setdefault("log", None)
+    return ChatServer((host, port), application, **settings)

@@ -1,0 +1,151 @@
+"""The chat's use cases: each client request checked, applied to the state, fanned out.
+
+Pure like ``chat.py``: it knows rooms and frames, not sockets or greenlets. Every
+method takes the member and the client's request object and returns the ack body.
+"""
+
+import time
+
+from chatwsgi import protocol
+from chatwsgi.chat import Chat
+from chatwsgi.errors import ChatError
+from chatwsgi.hub import LocalHub
+from chatwsgi.limits import TokenBucket
+
+ENDPOINT = "/chat"
+
+
+def _request(value):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ChatError("bad_request", "Send one JSON object as the event's argument.")
+    return value
+
+
+class ChatService:
+    """Shared by every connection of one app: the chat state, the fan-out and the limits."""
+
+    def __init__(
+        self,
+        chat=None,
+        hub=None,
+        endpoint=ENDPOINT,
+        rate=5.0,
+        burst=10,
+        typing_rate=2.0,
+        clock=time.monotonic,
+    ):
+        self.chat = chat if chat is not None else Chat()
+        self.hub = hub if hub is not None else LocalHub()
+        self.endpoint = endpoint
+        self.rate, self.burst, self.typing_rate = rate, burst, typing_rate
+        self.clock = clock
+        self._sinks = {}
+        self._buckets = {}
+
+    def frame(self, name, *args):
+        """One encoded event for this chat's endpoint."""
+        return protocol.event_frame(self.endpoint, name, *args)
+
+    def connect(self, member, sink):
+        """A new connection whose frames go to ``sink``."""
+        self.chat.connect(member)
+        self._sinks[member] = sink
+        self._buckets[member] = (
+            TokenBucket(self.rate, self.burst, self.clock),
+            TokenBucket(self.typing_rate, self.typing_rate * 2, self.clock),
+        )
+
+    def nickname(self, member, request):
+        """Claim a nickname; return (ack, member evicted by a reclaim or None)."""
+        request = _request(request)
+        change = self.chat.set_nickname(member, request.get("nickname"), request.get("token"))
+        if change.evicted is not None:
+            self._forget(change.evicted, change.evicted_rooms, change.nickname)
+        if change.previous and change.previous != change.nickname:
+            for room in sorted(self.chat.members[member].rooms):
+                self._announce(room, "rename", change.nickname, previous=change.previous)
+        ack = {"ok": True, "nickname": change.nickname, "token": change.token}
+        return ack, change.evicted
+
+    def join(self, member, request):
+        """Enter a room: history (or catch-up after ``after``) and roster in the ack."""
+        request = _request(request)
+        history, newly = self.chat.join(member, request.get("room"), request.get("after"))
+        self.hub.subscribe(history.room, member, self._sinks[member])
+        if newly:
+            self._announce(history.room, "join", self.chat.nickname_of(member))
+        ack = {"ok": True, "roster": self.chat.roster(history.room)}
+        ack.update(history.as_dict())
+        return ack
+
+    def leave(self, member, request):
+        """Leave a room."""
+        room = self.chat.leave(member, _request(request).get("room"))
+        self.hub.unsubscribe(room, member)
+        self._announce(room, "leave", self.chat.nickname_of(member))
+        return {"ok": True, "room": room}
+
+    def message(self, member, request):
+        """Store and broadcast a message once per id; ack {id, seq} after both."""
+        request = _request(request)
+        self._buckets[member][0].take()
+        message, created = self.chat.post(member, request.get("room"), request.get("id"), request.get("text"))
+        if created:
+            self.hub.publish(message.room, self.frame("message", message.as_dict()))
+        return {"ok": True, "id": message.id, "seq": message.seq}
+
+    def typing(self, member, request):
+        """Tell the others in a room that this member is typing (excess is dropped)."""
+        room, nickname = self.chat.typing(member, _request(request).get("room"))
+        try:
+            self._buckets[member][1].take()
+        except ChatError:
+            return {"ok": False, "code": "rate_limited"}
+        self.hub.publish(room, self.frame("typing", {"room": room, "nickname": nickname}), member)
+        return {"ok": True}
+
+    def catch_up(self, member, request):
+        """Messages of a joined room after the client's last seen sequence number."""
+        request = _request(request)
+        return dict(self.chat.catch_up(member, request.get("room"), request.get("after")).as_dict(), ok=True)
+
+    def roster(self, member, request):
+        """Nicknames in a joined room."""
+        request = _request(request)
+        room = self.chat.joined_room(member, request.get("room")).name
+        return {"ok": True, "room": room, "members": self.chat.roster(room)}
+
+    def rooms(self, member, request=None):
+        """Rooms with their member counts."""
+        return {"ok": True, "rooms": self.chat.room_list()}
+
+    def disconnect(self, member):
+        """A connection ended: leave its rooms and free its nickname."""
+        nickname, rooms = self.chat.disconnect(member)
+        self._forget(member, rooms, nickname)
+
+    def shutdown(self, message):
+        """Tell every connected client the server is going away."""
+        frame = self.frame("shutdown", {"message": message})
+        for sink in list(self._sinks.values()):
+            sink(frame)
+
+    def _forget(self, member, rooms, nickname):
+        self._sinks.pop(member, None)
+        self._buckets.pop(member, None)
+        for room in rooms:
+            self.hub.unsubscribe(room, member)
+            self._announce(room, "leave", nickname)
+
+    def _announce(self, room, kind, nickname, **extra):
+        notice = {
+            "room": room,
+            "kind": kind,
+            "nickname": nickname,
+            "count": len(self.chat.rooms[room].members),
+            "ts": self.chat.clock(),
+        }
+        notice.update(extra)
+        self.hub.publish(room, self.frame("announce", notice))

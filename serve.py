@@ -1,0 +1,86 @@
+"""Run the chat: ``python serve.py`` then open http://127.0.0.1:8080 in two tabs.
+
+Flags (each also read from a CHATWSGI_* environment variable): --host, --port,
+--history, --transports, --log-level, --allowed-origins. SIGINT/SIGTERM stop
+accepting, tell connected clients and exit within 5 seconds.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()  # the only monkey-patching in the project: before anything imports socket
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+
+from chatwsgi import make_app, make_server  # noqa: E402
+from chatwsgi.server import ADVERTISED  # noqa: E402
+
+SHUTDOWN_SECONDS = 5.0
+
+
+def env(name, default):
+    """A CHATWSGI_<NAME> environment value, or the default."""
+    return os.environ.get("CHATWSGI_" + name.upper(), default)
+
+
+def parse_args(argv):
+    """Command-line flags over environment variables over defaults."""
+    parser = argparse.ArgumentParser(description="chatwsgi: a real-time chat server")
+    parser.add_argument("--host", default=env("host", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env("port", "8080")))
+    parser.add_argument("--history", type=int, default=int(env("history", "15")))
+    parser.add_argument("--transports", default=env("transports", ",".join(ADVERTISED)))
+    parser.add_argument("--allowed-origins", default=env("allowed_origins", ""))
+    parser.add_argument("--log-level", default=env("log_level", "INFO"))
+    args = parser.parse_args(argv)
+    args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    args.allowed_origins = [o.strip() for o in args.allowed_origins.split(",") if o.strip()]
+    return args
+
+
+def shut_down(server, app):
+    """Stop accepting, tell every client, give queues a moment to flush, then stop."""
+    server.close()
+    app.service.shutdown("The server is restarting; reconnecting…")
+    deadline = gevent.get_hub().loop.now() + 1.0
+    while gevent.get_hub().loop.now() < deadline and any(
+        s.client_queue.qsize() for s in server.sockets.values()
+    ):
+        gevent.sleep(0.05)
+    server.stop(timeout=SHUTDOWN_SECONDS / 2)
+
+
+def main(argv=None):
+    """Build the app and server from the flags and serve until a signal."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = make_app(history=args.history)
+    server = make_server(
+        app,
+        host=args.host,
+        port=args.port,
+        transports=args.transports,
+        allowed_origins=args.allowed_origins,
+    )
+    server.start()
+    host, port = server.address[:2]
+    print("chatwsgi serving on http://%s:%d (Ctrl-C stops)" % (host, port), flush=True)
+    stopping = gevent.event.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, stopping.set)
+    stopping.wait()
+    print("chatwsgi stopping", flush=True)
+    gevent.spawn(shut_down, server, app).join(timeout=SHUTDOWN_SECONDS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,520 @@
+/* chatwsgi browser client: plain ES2017, no dependencies besides the Socket.IO 0.9 client. */
+(function () {
+  'use strict';
+
+  var MAX_TEXT = 2000;
+  var TRANSPORTS = ['websocket', 'xhr-polling', 'jsonp-polling'];
+  var STATUS_TEXT = {connecting: 'Connecting…', connected: 'Connected',
+    reconnecting: 'Reconnecting…', offline: 'Offline'};
+
+  var $ = function (id) { return document.getElementById(id); };
+  var el = {
+    status: $('status'), transport: $('transport'), me: $('me'), notices: $('notices'),
+    nickForm: $('nick-form'), nickInput: $('nick-input'), nickError: $('nick-error'),
+    chat: $('chat'), rooms: $('rooms'), roomForm: $('room-form'), roomInput: $('room-input'),
+    roster: $('roster'), rosterCount: $('roster-count'), roomName: $('room-name'),
+    messages: $('messages'), typing: $('typing'), composer: $('composer'),
+    input: $('message-input'), counter: $('counter')
+  };
+
+  var params = new URLSearchParams(location.search);
+  var forced = params.get('transport');
+  if (forced && TRANSPORTS.indexOf(forced) >= 0) io.transports = [forced];
+  var initialRoom = (params.get('room') || '').trim() || 'lobby';
+
+  function load(key) { try { return sessionStorage.getItem(key); } catch (e) { return null; } }
+  function save(key, value) { try { sessionStorage.setItem(key, value); } catch (e) { /* ignore */ } }
+
+  var state = {
+    nickname: null,        // confirmed nickname
+    token: load('chatwsgi.token'),
+    room: null,            // current room (confirmed by a join ack)
+    lastSeq: {},           // room -> highest seq seen
+    pending: {},           // message id -> {id, room, text, ts}
+    roster: []
+  };
+  var savedNick = load('chatwsgi.nickname');
+  var connected = false;          // namespace connected in this session
+  var joinedNow = new Set();      // rooms joined in the current server session
+  var joining = new Map();        // room -> messages broadcast before its join ack arrived
+  var wantNick = params.get('nick');
+  var liById = new Map();         // message id -> <li> for the current room
+  var typers = new Map();         // nickname -> timeout id
+  var roomCounts = new Map();     // room -> member count (from the last rooms list / announces)
+  var lastTypingSent = 0;
+
+  var socket = io.connect('/chat', {
+    'reconnect': true, 'reconnection delay': 500, 'reconnection limit': 4000,
+    'max reconnection attempts': Infinity, 'connect timeout': 5000
+  });
+  window.chat = {socket: socket, state: state};
+
+  /* ---------- small helpers ---------- */
+
+  function make(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+  function charCount(text) { return Array.from(text).length; }
+  function pad2(n) { return n < 10 ? '0' + n : String(n); }
+  function newId() {
+    return 'm' + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+  }
+  function emit(name, payload, ack) {
+    if (!connected) return false;
+    if (ack) socket.emit(name, payload, ack); else socket.emit(name, payload);
+    return true;
+  }
+
+  function setStatus(name) {
+    el.status.dataset.state = name;
+    el.status.textContent = STATUS_TEXT[name];
+  }
+  function lost() { setStatus(navigator.onLine === false ? 'offline' : 'reconnecting'); }
+  function showTransport() {
+    var t = socket.socket && socket.socket.transport;
+    el.transport.textContent = t ? t.name : '…';
+    el.transport.dataset.transport = t ? t.name : '';
+  }
+
+  function notice(code, text) {
+    var li = make('li', 'notice', text || code);
+    li.dataset.code = code || 'info';
+    el.notices.appendChild(li);
+    while (el.notices.children.length > 5) el.notices.removeChild(el.notices.firstChild);
+    setTimeout(function () { if (li.parentNode) li.parentNode.removeChild(li); }, 8000);
+  }
+  function ackError(res, fallback) {
+    notice((res && res.code) || 'error', (res && res.message) || fallback);
+  }
+
+  /* ---------- messages ---------- */
+
+  function nearBottom() {
+    var m = el.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+  }
+  function append(li, force) {
+    var stick = force || nearBottom();
+    el.messages.appendChild(li);
+    if (stick) el.messages.scrollTop = el.messages.scrollHeight;
+  }
+  function setTime(timeEl, ts) {
+    var d = new Date(ts * 1000);
+    timeEl.textContent = pad2(d.getHours()) + ':' + pad2(d.getMinutes());
+    timeEl.dateTime = d.toISOString();
+    timeEl.title = d.toLocaleString();
+  }
+  function messageItem(msg) {
+    var li = make('li', 'message');
+    li.dataset.id = msg.id;
+    if (msg.seq !== undefined && msg.seq !== null) li.dataset.seq = msg.seq;
+    var meta = make('div', 'meta');
+    meta.appendChild(make('span', 'author', msg.author));
+    var time = make('time', 'time');
+    setTime(time, msg.ts);
+    meta.appendChild(time);
+    li.appendChild(meta);
+    li.appendChild(make('span', 'text', msg.text));
+    if (state.nickname && msg.author === state.nickname) li.classList.add('own');
+    liById.set(msg.id, li);
+    return li;
+  }
+  function noteSeq(room, seq) {
+    if (typeof seq === 'number' && !(state.lastSeq[room] >= seq)) state.lastSeq[room] = seq;
+  }
+  function showMessage(msg, force) {
+    var li = liById.get(msg.id);
+    if (li) {  // already shown (own pending message, or a catch-up overlap)
+      li.dataset.seq = msg.seq;
+      setTime(li.querySelector('time'), msg.ts);
+      return;
+    }
+    append(messageItem(msg), force);
+  }
+  function showPending(p) {
+    var li = messageItem({id: p.id, author: state.nickname, text: p.text, ts: p.ts});
+    li.classList.add('own', 'pending');
+    append(li, true);
+  }
+  function announceLine(text) { append(make('li', 'announce', text)); }
+  function clearRoomView() {
+    el.messages.textContent = '';
+    liById.clear();
+    typers.forEach(function (t) { clearTimeout(t); });
+    typers.clear();
+    renderTyping();
+  }
+
+  function sendPending(p) {
+    emit('message', {room: p.room, id: p.id, text: p.text}, function (res) {
+      var li = liById.get(p.id);
+      if (!state.pending[p.id]) return;  // already settled by an earlier ack
+      delete state.pending[p.id];
+      if (res && res.ok) {
+        if (li) {
+          li.classList.remove('pending', 'failed');
+          li.classList.add('acked');
+          li.dataset.seq = res.seq;
+        }
+      } else {
+        if (li) { li.classList.remove('pending'); li.classList.add('failed'); }
+        ackError(res, 'Message not sent.');
+      }
+    });
+  }
+  function sendText(text) {
+    if (!state.room || !state.nickname) return;
+    var p = {id: newId(), room: state.room, text: text, ts: Date.now() / 1000};
+    state.pending[p.id] = p;
+    showPending(p);
+    if (joinedNow.has(p.room)) sendPending(p);  // otherwise sent after the next (re)join
+  }
+  function flushPending(room) {
+    Object.keys(state.pending).forEach(function (id) {
+      var p = state.pending[id];
+      if (p.room === room) sendPending(p);
+    });
+  }
+
+  /* ---------- rooms, roster, typing ---------- */
+
+  function renderRoster() {
+    el.roster.textContent = '';
+    state.roster.slice().sort(function (a, b) {
+      return a.localeCompare(b, undefined, {sensitivity: 'base'});
+    }).forEach(function (nick) {
+      var li = make('li', nick === state.nickname ? 'me' : '', nick);
+      el.roster.appendChild(li);
+    });
+    el.rosterCount.textContent = String(state.roster.length);
+  }
+
+  function renderRooms(list) {
+    if (list) {
+      roomCounts.clear();
+      list.forEach(function (r) { roomCounts.set(r.name, r.count); });
+    }
+    if (state.room && !roomCounts.has(state.room)) roomCounts.set(state.room, state.roster.length);
+    el.rooms.textContent = '';
+    Array.from(roomCounts.keys()).sort().forEach(function (name) {
+      var li = make('li', name === state.room ? 'active' : '');
+      li.dataset.room = name;
+      var button = make('button', 'room-button');
+      button.type = 'button';
+      if (name === state.room) button.setAttribute('aria-current', 'true');
+      button.appendChild(make('span', 'name', name));
+      button.appendChild(make('span', 'count', roomCounts.get(name)));
+      li.appendChild(button);
+      el.rooms.appendChild(li);
+    });
+  }
+
+  var roomsTimer = null;
+  var roomsLast = 0;
+  function refreshRooms() {
+    if (roomsTimer) return;
+    var wait = Math.max(0, roomsLast + 1000 - Date.now());
+    roomsTimer = setTimeout(function () {
+      roomsTimer = null;
+      roomsLast = Date.now();
+      emit('rooms', {}, function (res) {
+        if (res && res.ok && Array.isArray(res.rooms)) renderRooms(res.rooms);
+      });
+    }, wait);
+  }
+
+  function renderTyping() {
+    var names = Array.from(typers.keys());
+    if (!names.length) el.typing.textContent = '';
+    else if (names.length === 1) el.typing.textContent = names[0] + ' is typing…';
+    else el.typing.textContent = names.join(', ') + ' are typing…';
+  }
+  function stopTyping(nick) {
+    if (!typers.has(nick)) return;
+    clearTimeout(typers.get(nick));
+    typers.delete(nick);
+    renderTyping();
+  }
+
+  /* ---------- joining ---------- */
+
+  // Join `room`; `after` (a number) asks only for newer messages and keeps the list.
+  function joinRoom(room, after) {
+    var payload = {room: room};
+    var fresh = typeof after !== 'number';
+    var key = room.trim().toLowerCase();
+    if (!fresh) payload.after = after;
+    joining.set(key, []);
+    var sent = emit('join', payload, function (res) {
+      var early = joining.get(key) || [];
+      joining.delete(key);
+      if (!res || !res.ok) { ackError(res, 'Could not join ' + room + '.'); return; }
+      var name = res.room || room;
+      var previous = state.room;
+      var messages = Array.isArray(res.messages) ? res.messages : [];
+      joinedNow.add(name);
+      if (fresh || previous !== name) {
+        clearRoomView();
+        state.lastSeq[name] = 0;
+      }
+      if (res.complete === false) {
+        // History lost some messages (or the server restarted): restart numbering from what we got.
+        state.lastSeq[name] = 0;
+        var gap = make('li', 'gap', 'Some earlier messages are no longer available');
+        append(gap, true);
+        notice('history_incomplete', 'Some earlier messages are no longer available');
+      }
+      messages.concat(early).forEach(function (msg) { showMessage(msg, true); noteSeq(name, msg.seq); });
+      state.roster = Array.isArray(res.roster) ? res.roster.slice() : [];
+      state.room = name;
+      el.roomName.textContent = name;
+      Object.keys(state.pending).forEach(function (id) {
+        var p = state.pending[id];
+        if (p.room === name && !liById.has(id)) showPending(p);
+      });
+      renderRoster();
+      renderRooms();
+      if (previous && previous !== name && joinedNow.has(previous)) {
+        joinedNow.delete(previous);
+        emit('leave', {room: previous}, function () { refreshRooms(); });
+      }
+      flushPending(name);
+      refreshRooms();
+    });
+    if (!sent) joining.delete(key);
+  }
+
+  function switchRoom(raw) {
+    var room = String(raw || '').trim();
+    if (!room || room === state.room) return;
+    if (!connected) { notice('offline', 'Not connected: try again in a moment.'); return; }
+    joinRoom(room);
+  }
+
+  /* ---------- nickname ---------- */
+
+  function validNick(raw) {
+    var nick = String(raw || '').trim();
+    var n = charCount(nick);
+    if (n < 1) return [null, 'Please enter a nickname.'];
+    if (n > 32) return [null, 'A nickname has at most 32 characters.'];
+    return [nick, null];
+  }
+
+  function claimNick(nick, reclaim) {
+    var payload = {nickname: nick};
+    if (state.token && savedNick && savedNick.toLowerCase() === nick.toLowerCase()) {
+      payload.token = state.token;
+    }
+    emit('nickname', payload, function (res) {
+      if (!res || !res.ok) {
+        var msg = (res && res.message) || 'That nickname was refused.';
+        if (reclaim) {
+          state.nickname = null;
+          el.chat.hidden = true;
+          el.nickForm.hidden = false;
+          el.nickInput.value = nick;
+        }
+        el.nickError.textContent = msg;
+        el.nickError.dataset.code = (res && res.code) || 'error';
+        el.nickInput.setAttribute('aria-invalid', 'true');
+        wantNick = null;
+        return;
+      }
+      wantNick = null;
+      state.nickname = res.nickname;
+      state.token = res.token;
+      savedNick = res.nickname;
+      save('chatwsgi.nickname', res.nickname);
+      save('chatwsgi.token', res.token);
+      el.me.textContent = res.nickname;
+      el.nickError.textContent = '';
+      el.nickInput.removeAttribute('aria-invalid');
+      el.nickForm.hidden = true;
+      el.chat.hidden = false;
+      var room = state.room || initialRoom;
+      var after = state.room && typeof state.lastSeq[room] === 'number' ? state.lastSeq[room] : undefined;
+      joinRoom(room, after);
+      // Own messages pending in rooms we are no longer in cannot be delivered.
+      Object.keys(state.pending).forEach(function (id) {
+        if (state.pending[id].room !== room) {
+          delete state.pending[id];
+          var li = liById.get(id);
+          if (li) { li.classList.remove('pending'); li.classList.add('failed'); }
+        }
+      });
+      if (!reclaim) el.input.focus();
+    });
+  }
+
+  function submitNick(raw) {
+    var check = validNick(raw);
+    if (!check[0]) {
+      el.nickError.textContent = check[1];
+      el.nickError.dataset.code = 'bad_nickname';
+      el.nickInput.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    wantNick = check[0];
+    if (!connected) {
+      el.nickError.textContent = 'Waiting for the connection…';
+      el.nickError.dataset.code = 'waiting';
+      return;
+    }
+    claimNick(check[0], false);
+  }
+
+  /* ---------- socket events ---------- */
+
+  socket.on('connect', function () {
+    connected = true;
+    joinedNow.clear();
+    setStatus('connected');
+    showTransport();
+    if (state.nickname) claimNick(state.nickname, true);
+    else if (wantNick) submitNick(wantNick);
+    refreshRooms();
+  });
+  socket.on('disconnect', function () {
+    connected = false;
+    joinedNow.clear();
+    joining.clear();
+    lost();
+  });
+  socket.on('reconnecting', lost);
+  socket.on('reconnect', function () { setStatus('connected'); showTransport(); });
+  socket.on('reconnect_failed', function () { setStatus('offline'); });
+  socket.on('connect_failed', function () { setStatus('offline'); });
+  window.addEventListener('offline', function () { setStatus('offline'); });
+  window.addEventListener('online', function () { if (!connected) setStatus('reconnecting'); });
+
+  socket.on('message', function (msg) {
+    if (!msg || typeof msg !== 'object') return;
+    var early = joining.get(msg.room);
+    if (early) { early.push(msg); return; }  // shown after the join's history, in order
+    if (!joinedNow.has(msg.room) && msg.room !== state.room) return;
+    noteSeq(msg.room, msg.seq);
+    if (msg.room !== state.room) return;
+    stopTyping(msg.author);
+    showMessage(msg, msg.author === state.nickname);
+  });
+
+  socket.on('announce', function (a) {
+    if (!a || typeof a !== 'object') return;
+    if (typeof a.count === 'number') roomCounts.set(a.room, a.count);
+    if (a.room === state.room) {
+      var roster = state.roster.filter(function (n) {
+        return n !== a.nickname && (a.kind !== 'rename' || n !== a.previous);
+      });
+      var line;
+      if (a.kind === 'join') { roster.push(a.nickname); line = a.nickname + ' joined'; }
+      else if (a.kind === 'leave') { line = a.nickname + ' left'; stopTyping(a.nickname); }
+      else if (a.kind === 'rename') {
+        roster.push(a.nickname);
+        line = a.previous + ' is now ' + a.nickname;
+        stopTyping(a.previous);
+      }
+      if (line) {
+        state.roster = roster;
+        announceLine(line);
+        renderRoster();
+      }
+    }
+    renderRooms();
+    refreshRooms();
+  });
+
+  socket.on('typing', function (t) {
+    if (!t || t.room !== state.room || !t.nickname || t.nickname === state.nickname) return;
+    if (typers.has(t.nickname)) clearTimeout(typers.get(t.nickname));
+    typers.set(t.nickname, setTimeout(function () { stopTyping(t.nickname); }, 3000));
+    renderTyping();
+  });
+
+  function onError(err, serverOnly) {
+    if (err && typeof err === 'object' && (err.code || err.message)) {
+      notice(err.code || 'error', err.message || err.code);
+    } else if (!serverOnly) {
+      var last = el.notices.lastElementChild;
+      if (last && last.dataset.code === 'transport') return;  // no pile-up while retrying
+      notice('transport', typeof err === 'string' && err ? 'Connection problem: ' + err
+        : 'Connection problem.');
+    }
+  }
+  function onShutdown(s) {
+    notice('shutdown', 'Server is restarting…' + (s && s.message ? ' ' + s.message : ''));
+  }
+  socket.on('error', function (err) { onError(err, false); });
+  socket.on('shutdown', onShutdown);
+  // Errors about malformed packets come on the default namespace ("").
+  var base = socket.socket.of('');
+  base.on('error', function (err) { onError(err, true); });
+  base.on('shutdown', onShutdown);
+
+  /* ---------- UI events ---------- */
+
+  el.nickForm.addEventListener('submit', function (e) {
+    e.preventDefault();
+    submitNick(el.nickInput.value);
+  });
+  el.nickInput.addEventListener('input', function () {
+    el.nickError.textContent = '';
+    el.nickInput.removeAttribute('aria-invalid');
+  });
+
+  el.rooms.addEventListener('click', function (e) {
+    var li = e.target.closest('li[data-room]');
+    if (li) switchRoom(li.dataset.room);
+  });
+  el.roomForm.addEventListener('submit', function (e) {
+    e.preventDefault();
+    var room = el.roomInput.value.trim();
+    if (!room) return;
+    el.roomInput.value = '';
+    switchRoom(room);
+  });
+
+  function updateCounter() {
+    var n = charCount(el.input.value);
+    el.counter.textContent = n + ' / ' + MAX_TEXT;
+    el.counter.classList.toggle('over', n > MAX_TEXT);
+    el.input.setAttribute('aria-invalid', n > MAX_TEXT ? 'true' : 'false');
+  }
+  function submitComposer() {
+    var text = el.input.value;
+    if (!text.trim()) return;
+    sendText(text);
+    el.input.value = '';
+    updateCounter();
+    el.input.focus();
+  }
+  el.composer.addEventListener('submit', function (e) {
+    e.preventDefault();
+    submitComposer();
+  });
+  el.input.addEventListener('keydown', function (e) {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      submitComposer();
+    }
+  });
+  el.input.addEventListener('input', function () {
+    updateCounter();
+    var now = Date.now();
+    if (el.input.value.trim() && state.room && joinedNow.has(state.room) &&
+        now - lastTypingSent >= 2000) {
+      lastTypingSent = now;
+      emit('typing', {room: state.room});
+    }
+  });
+
+  /* ---------- start ---------- */
+
+  setStatus('connecting');
+  updateCounter();
+  if (wantNick) el.nickInput.value = wantNick;
+  else if (savedNick) el.nickInput.value = savedNick;
+})();

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test group: the app factory and real servers on 127.0.0.1:0."""
+
+import pytest
+
+from chatwsgi import make_app, make_server
+
+TEST_SERVER_SETTINGS = {
+    "heartbeat_interval": 25,
+    "heartbeat_timeout": 60,
+    "close_timeout": 3,
+    "poll_duration": 1,
+    "handshake_timeout": 2,
+    "tend_interval": 0.2,
+}
+
+
+@pytest.fixture
+def app_settings():
+    """Chat settings for the app under test (override in a module to change them)."""
+    return {}
+
+
+@pytest.fixture
+def server_settings():
+    """Server settings for the server under test (override in a module to change them)."""
+    return {}
+
+
+@pytest.fixture
+def app(app_settings):
+    """The chat app, built by its factory."""
+    return make_app(**app_settings)
+
+
+@pytest.fixture
+def server(app, server_settings):
+    """A real ChatServer for ``app`` on 127.0.0.1 and a free port, stopped after the test."""
+    settings = dict(TEST_SERVER_SETTINGS, **server_settings)
+    chat_server = make_server(app, host="127.0.0.1", port=0, **settings)
+    chat_server.start()
+    yield chat_server
+    chat_server.stop(timeout=1)
+
+
+@pytest.fixture
+def address(server):
+    """(host, port) of the running server."""
+    return server.address[:2]

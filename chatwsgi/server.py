@@ -1,5 +1,6 @@
 """Building the SocketIOServer with our hooks, settings and one session tender (B14, B17, B19)."""
 
+import contextlib
 import logging
 import socket as socketlib
 import time
@@ -52,10 +53,8 @@ class ChatServer(SocketIOServer):
 
     def handle(self, socket, address):
         """B17: no Nagle delay, so a poll's headers and body leave at once."""
-        try:
+        with contextlib.suppress(OSError):  # not TCP (a Unix socket): nothing to tune
             socket.setsockopt(socketlib.IPPROTO_TCP, socketlib.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not TCP (a Unix socket): nothing to tune
         super().handle(socket, address)
 
     def get_socket(self, sessid=""):

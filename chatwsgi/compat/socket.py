@@ -4,6 +4,7 @@ Decoding and dispatch use our own strict codec; a bad packet or a failing handle
 costs that packet only, never the session.
 """
 
+import contextlib
 import logging
 import secrets
 import time
@@ -49,10 +50,8 @@ class ChatSocket(Socket):
         super().kill(detach=detach)
         connection, self.connection = self.connection, None
         if connection is not None:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(2)  # SHUT_RDWR: a blocked recv returns at once
-            except OSError:
-                pass
 
     # Inbound --------------------------------------------------------------
 

@@ -5,6 +5,7 @@ tests see exactly what a browser's client would send and receive.
 """
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -127,10 +128,8 @@ class WebSocketConnection:
         return first & 0x0F, self._read(size)
 
     def close(self):
-        try:
+        with contextlib.suppress(OSError):
             self.send_frame(b"", opcode=8)
-        except OSError:
-            pass
         self.sock.close()
 
 
@@ -200,10 +199,8 @@ class SocketIOClient:
         self.changed.set()
 
     def _send_quietly(self, text):
-        try:
+        with contextlib.suppress(OSError, ConnectionError, AssertionError):
             self.send(text)
-        except (OSError, ConnectionError, AssertionError):
-            pass
 
     def _ws_reader(self):
         try:

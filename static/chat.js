@@ -130,6 +130,7 @@
     if (li) {  // already shown (own pending message, or a catch-up overlap)
       li.dataset.seq = msg.seq;
       setTime(li.querySelector('time'), msg.ts);
+      if (li.classList.contains('pending')) append(li, true);  // move to its place in seq order
       return;
     }
     append(messageItem(msg), force);

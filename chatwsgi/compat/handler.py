@@ -31,6 +31,11 @@ class ChatHandler(SocketIOHandler):
     # B8, B12: advertise and accept only what current browsers can use.
     handler_types = TRANSPORTS
 
+    @property
+    def logger(self):
+        """gevent-websocket's WebSocket logs through its handler's ``logger``."""
+        return log
+
     def handle_one_response(self):
         """gevent's response cycle (errors, input discard, logging) around run_application."""
         return WSGIHandler.handle_one_response(self)

@@ -196,7 +196,8 @@ def _utf16_slice(units, start, stop):
 
 def jsonp_script(index, payload):
     """The JavaScript a jsonp-polling GET answers with (B7: JSON-escaped, never hand-quoted)."""
-    return "io.j[%d](%s);" % (index, json.dumps(payload))
+    # "</" escaped too, so the script stays inert even if someone inlines it in HTML.
+    return "io.j[%d](%s);" % (index, json.dumps(payload).replace("</", "<\\/"))
 
 
 def jsonp_index(query_string, key="i"):

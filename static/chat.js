@@ -50,7 +50,6 @@
   window.chat = {socket: socket, state: state};
 
   /* ---------- small helpers ---------- */
-
   function make(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
@@ -59,15 +58,12 @@
   }
   function charCount(text) { return Array.from(text).length; }
   function pad2(n) { return n < 10 ? '0' + n : String(n); }
-  function newId() {
-    return 'm' + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
-  }
-  function emit(name, payload, ack) {
+  function newId() { return 'm' + Date.now().toString(36) + Math.random().toString(36).slice(2, 10); }
+  function emit(name, payload, ack) {  // never buffer into a dead session: callers retry on 'connect'
     if (!connected) return false;
     if (ack) socket.emit(name, payload, ack); else socket.emit(name, payload);
     return true;
   }
-
   function setStatus(name) {
     el.status.dataset.state = name;
     el.status.textContent = STATUS_TEXT[name];
@@ -91,13 +87,9 @@
   }
 
   /* ---------- messages ---------- */
-
-  function nearBottom() {
-    var m = el.messages;
-    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
-  }
   function append(li, force) {
-    var stick = force || nearBottom();
+    var m = el.messages;
+    var stick = force || m.scrollHeight - m.scrollTop - m.clientHeight < 80;
     el.messages.appendChild(li);
     if (stick) el.messages.scrollTop = el.messages.scrollHeight;
   }
@@ -151,20 +143,19 @@
 
   function sendPending(p) {
     emit('message', {room: p.room, id: p.id, text: p.text}, function (res) {
-      var li = liById.get(p.id);
       if (!state.pending[p.id]) return;  // already settled by an earlier ack
-      delete state.pending[p.id];
-      if (res && res.ok) {
-        if (li) {
-          li.classList.remove('pending', 'failed');
-          li.classList.add('acked');
-          li.dataset.seq = res.seq;
-        }
-      } else {
-        if (li) { li.classList.remove('pending'); li.classList.add('failed'); }
-        ackError(res, 'Message not sent.');
-      }
+      var ok = !!(res && res.ok);
+      settle(p.id, ok ? 'acked' : 'failed', ok ? res.seq : null);
+      if (!ok) ackError(res, 'Message not sent.');
     });
+  }
+  function settle(id, cls, seq) {
+    delete state.pending[id];
+    var li = liById.get(id);
+    if (!li) return;
+    li.classList.remove('pending');
+    li.classList.add(cls);
+    if (typeof seq === 'number') li.dataset.seq = seq;
   }
   function sendText(text) {
     if (!state.room || !state.nickname) return;
@@ -173,23 +164,16 @@
     showPending(p);
     if (joinedNow.has(p.room)) sendPending(p);  // otherwise sent after the next (re)join
   }
-  function flushPending(room) {
-    Object.keys(state.pending).forEach(function (id) {
-      var p = state.pending[id];
-      if (p.room === room) sendPending(p);
-    });
+  function eachPending(fn) {
+    Object.keys(state.pending).forEach(function (id) { fn(state.pending[id]); });
   }
 
   /* ---------- rooms, roster, typing ---------- */
-
   function renderRoster() {
     el.roster.textContent = '';
     state.roster.slice().sort(function (a, b) {
       return a.localeCompare(b, undefined, {sensitivity: 'base'});
-    }).forEach(function (nick) {
-      var li = make('li', nick === state.nickname ? 'me' : '', nick);
-      el.roster.appendChild(li);
-    });
+    }).forEach(function (nick) { el.roster.appendChild(make('li', nick === state.nickname ? 'me' : '', nick)); });
     el.rosterCount.textContent = String(state.roster.length);
   }
 
@@ -213,9 +197,8 @@
     });
   }
 
-  var roomsTimer = null;
-  var roomsLast = 0;
-  function refreshRooms() {
+  var roomsTimer = null, roomsLast = 0;
+  function refreshRooms() {  // throttled: at most one 'rooms' request per second
     if (roomsTimer) return;
     var wait = Math.max(0, roomsLast + 1000 - Date.now());
     roomsTimer = setTimeout(function () {
@@ -229,9 +212,7 @@
 
   function renderTyping() {
     var names = Array.from(typers.keys());
-    if (!names.length) el.typing.textContent = '';
-    else if (names.length === 1) el.typing.textContent = names[0] + ' is typing…';
-    else el.typing.textContent = names.join(', ') + ' are typing…';
+    el.typing.textContent = !names.length ? '' : names.join(', ') + (names.length > 1 ? ' are' : ' is') + ' typing…';
   }
   function stopTyping(nick) {
     if (!typers.has(nick)) return;
@@ -241,7 +222,6 @@
   }
 
   /* ---------- joining ---------- */
-
   // Join `room`; `after` (a number) asks only for newer messages and keeps the list.
   function joinRoom(room, after) {
     var payload = {room: room};
@@ -252,37 +232,34 @@
     var sent = emit('join', payload, function (res) {
       var early = joining.get(key) || [];
       joining.delete(key);
-      if (!res || !res.ok) { ackError(res, 'Could not join ' + room + '.'); return; }
+      if (!res || !res.ok) {
+        ackError(res, 'Could not join ' + room + '.');
+        if (!state.room && key !== 'lobby') joinRoom('lobby');  // e.g. a bad ?room=
+        return;
+      }
       var name = res.room || room;
       var previous = state.room;
       var messages = Array.isArray(res.messages) ? res.messages : [];
       joinedNow.add(name);
-      if (fresh || previous !== name) {
-        clearRoomView();
-        state.lastSeq[name] = 0;
-      }
-      if (res.complete === false) {
-        // History lost some messages (or the server restarted): restart numbering from what we got.
-        state.lastSeq[name] = 0;
-        var gap = make('li', 'gap', 'Some earlier messages are no longer available');
-        append(gap, true);
-        notice('history_incomplete', 'Some earlier messages are no longer available');
+      if (fresh || previous !== name) clearRoomView();
+      if (fresh || previous !== name || res.complete === false) state.lastSeq[name] = 0;
+      if (res.complete === false) {  // history lost messages (or the server restarted)
+        var gapText = 'Some earlier messages are no longer available';
+        append(make('li', 'gap', gapText), true);
+        notice('history_incomplete', gapText);
       }
       messages.concat(early).forEach(function (msg) { showMessage(msg, true); noteSeq(name, msg.seq); });
       state.roster = Array.isArray(res.roster) ? res.roster.slice() : [];
       state.room = name;
       el.roomName.textContent = name;
-      Object.keys(state.pending).forEach(function (id) {
-        var p = state.pending[id];
-        if (p.room === name && !liById.has(id)) showPending(p);
-      });
+      eachPending(function (p) { if (p.room === name && !liById.has(p.id)) showPending(p); });
       renderRoster();
       renderRooms();
       if (previous && previous !== name && joinedNow.has(previous)) {
         joinedNow.delete(previous);
         emit('leave', {room: previous}, function () { refreshRooms(); });
       }
-      flushPending(name);
+      eachPending(function (p) { if (p.room === name) sendPending(p); });  // same ids: stored once
       refreshRooms();
     });
     if (!sent) joining.delete(key);
@@ -296,36 +273,28 @@
   }
 
   /* ---------- nickname ---------- */
-
-  function validNick(raw) {
-    var nick = String(raw || '').trim();
-    var n = charCount(nick);
-    if (n < 1) return [null, 'Please enter a nickname.'];
-    if (n > 32) return [null, 'A nickname has at most 32 characters.'];
-    return [nick, null];
+  function nickError(code, text) {
+    el.nickError.textContent = text;
+    el.nickError.dataset.code = code;
+    if (code !== 'waiting') el.nickInput.setAttribute('aria-invalid', 'true');
   }
-
   function claimNick(nick, reclaim) {
     var payload = {nickname: nick};
     if (state.token && savedNick && savedNick.toLowerCase() === nick.toLowerCase()) {
       payload.token = state.token;
     }
     emit('nickname', payload, function (res) {
+      wantNick = null;
       if (!res || !res.ok) {
-        var msg = (res && res.message) || 'That nickname was refused.';
-        if (reclaim) {
+        if (reclaim) {  // could not take our nickname back: ask again
           state.nickname = null;
           el.chat.hidden = true;
           el.nickForm.hidden = false;
           el.nickInput.value = nick;
         }
-        el.nickError.textContent = msg;
-        el.nickError.dataset.code = (res && res.code) || 'error';
-        el.nickInput.setAttribute('aria-invalid', 'true');
-        wantNick = null;
+        nickError((res && res.code) || 'error', (res && res.message) || 'That nickname was refused.');
         return;
       }
-      wantNick = null;
       state.nickname = res.nickname;
       state.token = res.token;
       savedNick = res.nickname;
@@ -340,36 +309,22 @@
       var after = state.room && typeof state.lastSeq[room] === 'number' ? state.lastSeq[room] : undefined;
       joinRoom(room, after);
       // Own messages pending in rooms we are no longer in cannot be delivered.
-      Object.keys(state.pending).forEach(function (id) {
-        if (state.pending[id].room !== room) {
-          delete state.pending[id];
-          var li = liById.get(id);
-          if (li) { li.classList.remove('pending'); li.classList.add('failed'); }
-        }
-      });
+      eachPending(function (p) { if (p.room !== room) settle(p.id, 'failed'); });
       if (!reclaim) el.input.focus();
     });
   }
 
-  function submitNick(raw) {
-    var check = validNick(raw);
-    if (!check[0]) {
-      el.nickError.textContent = check[1];
-      el.nickError.dataset.code = 'bad_nickname';
-      el.nickInput.setAttribute('aria-invalid', 'true');
-      return;
-    }
-    wantNick = check[0];
-    if (!connected) {
-      el.nickError.textContent = 'Waiting for the connection…';
-      el.nickError.dataset.code = 'waiting';
-      return;
-    }
-    claimNick(check[0], false);
+  function submitNick(raw) {  // client-side check first: trimmed, 1-32 characters
+    var nick = String(raw || '').trim();
+    var n = charCount(nick);
+    if (n < 1) return nickError('bad_nickname', 'Please enter a nickname.');
+    if (n > 32) return nickError('bad_nickname', 'A nickname has at most 32 characters.');
+    wantNick = nick;
+    if (!connected) return nickError('waiting', 'Waiting for the connection…');
+    claimNick(nick, false);
   }
 
   /* ---------- socket events ---------- */
-
   socket.on('connect', function () {
     connected = true;
     joinedNow.clear();
@@ -456,11 +411,7 @@
   base.on('shutdown', onShutdown);
 
   /* ---------- UI events ---------- */
-
-  el.nickForm.addEventListener('submit', function (e) {
-    e.preventDefault();
-    submitNick(el.nickInput.value);
-  });
+  el.nickForm.addEventListener('submit', function (e) { e.preventDefault(); submitNick(el.nickInput.value); });
   el.nickInput.addEventListener('input', function () {
     el.nickError.textContent = '';
     el.nickInput.removeAttribute('aria-invalid');
@@ -492,10 +443,7 @@
     updateCounter();
     el.input.focus();
   }
-  el.composer.addEventListener('submit', function (e) {
-    e.preventDefault();
-    submitComposer();
-  });
+  el.composer.addEventListener('submit', function (e) { e.preventDefault(); submitComposer(); });
   el.input.addEventListener('keydown', function (e) {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
       e.preventDefault();
@@ -513,7 +461,6 @@
   });
 
   /* ---------- start ---------- */
-
   setStatus('connecting');
   updateCounter();
   if (wantNick) el.nickInput.value = wantNick;

@@ -1,6 +1,9 @@
 """B16: a gevent-websocket WebSocket that caps message size and unmasks in C."""
 
-from geventwebsocket.exceptions import ProtocolError
+import contextlib
+import struct
+
+from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
 TOO_LARGE = object()  # what receive() returns for a refused (and skipped) message
@@ -70,6 +73,19 @@ class CappedWebSocket(WebSocket):
                 return TOO_LARGE
             self.close(1009, b"message too big")
             return None
+
+    def close(self, code=1000, message=b""):
+        """Send a close frame that carries its status code, then drop the stream.
+
+        gevent-websocket's close() sends ``str(message)`` and never the code (found
+        here, not in LIBRARY-BUGS: call it W1), so clients saw 1005 for every close.
+        """
+        if not self.closed:
+            reason = message if isinstance(message, bytes) else str(message or "").encode()
+            with contextlib.suppress(WebSocketError, OSError):
+                self.send_frame(struct.pack("!H", code) + reason[:123], self.OPCODE_CLOSE)
+        self.closed = True
+        self.stream = self.raw_write = self.raw_read = self.environ = None
 
     def _skip(self, length):
         while length:

@@ -145,6 +145,7 @@ class SocketIOClient:
         self.raw = []  # raw packet texts, in arrival order
         self.changed = Event()
         self.closed = False
+        self.close_code = None
         self.ws = None
         self.session_id = None
         self._next_id = 0
@@ -207,6 +208,7 @@ class SocketIOClient:
             while True:
                 opcode, payload = self.ws.recv_frame()
                 if opcode == 8:
+                    self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                     break
                 if opcode == 1:
                     self._record(payload.decode("utf-8"))

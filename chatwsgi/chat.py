@@ -14,8 +14,8 @@ from chatwsgi.errors import ChatError
 
 DEFAULT_ROOM = "lobby"
 NICKNAME_MAX = 32
-ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+ROOM_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def clean_nickname(raw):
@@ -33,7 +33,7 @@ def clean_nickname(raw):
 def clean_room_name(raw):
     """Fold and check a room name: 1-32 of a-z, 0-9, '-' and '_'."""
     name = raw.strip().lower() if isinstance(raw, str) else ""
-    if not ROOM_NAME_RE.match(name):
+    if not ROOM_NAME_RE.fullmatch(name):
         raise ChatError("bad_room", "A room name has 1 to 32 letters, digits, '-' or '_'.")
     return name
 
@@ -49,7 +49,7 @@ def clean_text(raw, max_chars):
 
 def clean_message_id(raw):
     """Check a client message id: 1-64 characters of [A-Za-z0-9_.:-]."""
-    if not isinstance(raw, str) or not MESSAGE_ID_RE.match(raw):
+    if not isinstance(raw, str) or not MESSAGE_ID_RE.fullmatch(raw):
         raise ChatError("bad_id", "A message id has 1 to 64 letters, digits or _.:-")
     return raw
 

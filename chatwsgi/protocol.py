@@ -27,12 +27,18 @@ HEARTBEAT = "2::"
 NOOP = "8::"
 CONNECT = "1::"
 
-_PACKET_RE = re.compile(r"^([0-8]):([0-9]*)(\+?):([^:]*):?(.*)$", re.S)
-_ACK_DATA_RE = re.compile(r"^([0-9]+)(?:\+(.*))?$", re.S)
+# Ids are bounded: int() refuses numbers over 4,300 digits with a bare ValueError.
+_PACKET_RE = re.compile(r"([0-8]):([0-9]{0,12})(\+?):([^:]*):?(.*)", re.S)
+_ACK_DATA_RE = re.compile(r"([0-9]{1,12})(?:\+(.*))?", re.S)
 
 
 class ProtocolError(ValueError):
     """A frame or payload that does not follow the Socket.IO 0.9 format."""
+
+
+def is_decimal(text):
+    """True for a non-empty run of ASCII digits (str.isdigit also accepts '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _dumps(value):
@@ -42,7 +48,7 @@ def _dumps(value):
 
 def decode_packet(text):
     """Parse one packet; raise ProtocolError with a readable reason."""
-    match = _PACKET_RE.match(text)
+    match = _PACKET_RE.fullmatch(text)
     if not match:
         raise ProtocolError("not a Socket.IO packet: %r" % text[:40])
     code, msg_id, data_ack, endpoint, data = match.groups()
@@ -82,7 +88,7 @@ def _decode_event(packet, data):
 
 
 def _decode_ack(packet, data):
-    match = _ACK_DATA_RE.match(data)
+    match = _ACK_DATA_RE.fullmatch(data)
     if not match:
         raise ProtocolError("an ack needs a numeric id")
     packet["ackId"] = int(match.group(1))
@@ -110,6 +116,8 @@ def _loads(data):
         return json.loads(data)
     except ValueError as error:
         raise ProtocolError("invalid JSON: %s" % error) from None
+    except RecursionError:
+        raise ProtocolError("invalid JSON: nested too deeply") from None
 
 
 def encode_packet(packet):
@@ -176,7 +184,7 @@ def decode_payload(body):
             raise ProtocolError("payload framing: expected a frame mark")
         end = units.find(mark, position + 2)
         length_text = units[position + 2 : end].decode("utf-16-le") if end > 0 else ""
-        if not length_text.isdigit():
+        if not is_decimal(length_text):
             raise ProtocolError("payload framing: bad length %r" % length_text[:12])
         start = end + 2
         stop = start + 2 * int(length_text)
@@ -205,7 +213,7 @@ def jsonp_index(query_string, key="i"):
     values = parse_qs(query_string or "").get(key)
     if not values:
         return 0
-    return int(values[0]) if values[0].isdigit() and len(values[0]) < 9 else None
+    return int(values[0]) if is_decimal(values[0]) and len(values[0]) < 9 else None
 
 
 def decode_jsonp_body(body):

@@ -134,7 +134,7 @@ class ChatHandler(SocketIOHandler):
     def read_body(self, limit):
         """The whole request body (B5), or None after a 413 when it is over ``limit``."""
         length = self.environ.get("CONTENT_LENGTH") or ""
-        if length and (not length.isdigit() or int(length) > limit):
+        if length and (not protocol.is_decimal(length) or int(length) > limit):
             self.refuse("413 Payload Too Large", "A request body has at most %d bytes." % limit)
             return None
         body = self.wsgi_input.read(int(length) if length else limit + 1)

@@ -182,7 +182,7 @@ def decode_payload(body):
     while position < len(units):
         if units[position : position + 2] != mark:
             raise ProtocolError("payload framing: expected a frame mark")
-        end = units.find(mark, position + 2)
+        end = _find_unit(units, mark, position + 2)
         length_text = units[position + 2 : end].decode("utf-16-le") if end > 0 else ""
         if not is_decimal(length_text):
             raise ProtocolError("payload framing: bad length %r" % length_text[:12])
@@ -193,6 +193,14 @@ def decode_payload(body):
         messages.append(_utf16_slice(units, start, stop))
         position = stop
     return messages
+
+
+def _find_unit(units, mark, start):
+    """Byte offset of ``mark`` at a code-unit boundary (an even offset) from ``start``, or -1."""
+    found = units.find(mark, start)
+    while found > 0 and found % 2:
+        found = units.find(mark, found + 1)
+    return found
 
 
 def _utf16_slice(units, start, stop):

@@ -223,13 +223,14 @@ def test_non_ascii_digit_length_is_a_protocol_error(length):
         decode_payload(M + length + M + "xyz")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: a frame mark found at an odd byte offset raises UnicodeDecodeError"
-)
-def test_misaligned_frame_mark_is_a_protocol_error():
-    # UTF-16-LE bytes FD FF | 41 FD | FF 00: the bytes of the mark also appear at offset 3.
-    with pytest.raises(ProtocolError):
+def test_misaligned_frame_mark_bytes_are_not_a_frame_mark():
+    # UTF-16-LE bytes FD FF | 41 FD | FF 00: the mark's bytes also appear at the odd offset 3.
+    with pytest.raises(ProtocolError, match="bad length"):
         decode_payload(M + "\ufd41\u00ff")
+    with pytest.raises(ProtocolError, match="bad length"):
+        decode_payload(M + "\ufd41\u00ff" + M + "x")
+    messages = ["\ufd41\u00ff", "a\ufd41\u00ff" + M]
+    assert decode_payload(encode_payload(messages)) == messages
 
 
 @settings(database=None, deadline=None)

@@ -90,7 +90,9 @@ def test_own_origin_is_accepted_on_every_transport(address):
 @pytest.mark.parametrize("server_settings", [{"allowed_origins": ["https://chat.example.org"]}])
 def test_allow_list(address):
     assert http(address, "GET", "/socket.io/1/", headers={"Origin": "https://chat.example.org"}).status == 200
-    assert http(address, "GET", "/socket.io/1/", headers={"Origin": "https://other.example.org"}).status == 403
+    assert (
+        http(address, "GET", "/socket.io/1/", headers={"Origin": "https://other.example.org"}).status == 403
+    )
 
 
 def test_socketio_url_without_chat_server_is_a_400():

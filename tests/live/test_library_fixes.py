@@ -55,12 +55,12 @@ def test_b2_error_handler_accepts_a_none_endpoint():
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_b3_bad_packets_cost_one_packet_not_the_session(address, transport):
     client = chatter(address, "alice", transport)
-    client.send("5:::/chat:this is not json")
-    client.send('5:::/chat:{"args":[]}')  # no event name: KeyError 'name' in the library
+    client.send("5::/chat:this is not json")
+    client.send('5::/chat:{"args":[]}')  # no event name: KeyError 'name' in the library
     client.send(event("nickname", {"nickname": "x"}, "extra", "args", msg_id=90))
     client.send(event("no_such_event", {}))
     client.send("9:::")
-    client.send('4:::/chat:{"json":')
+    client.send('4::/chat:{"json":')
     wait_until(lambda: len(client.events("error")) >= 6)
     assert error_codes(client) == [
         "invalid_packet",
@@ -228,7 +228,7 @@ def test_b15_closed_websocket_prints_nothing(address, capfd):
 def test_b16_an_oversized_frame_is_refused_and_the_session_lives(address, server):
     alice = chatter(address, "alice")
     limit = server.config["max_packet_bytes"]
-    alice.ws.send_frame(b"5:::/chat:" + b"x" * limit)
+    alice.ws.send_frame(b"5::/chat:" + b"x" * limit)
     alice.wait_event("error", lambda a: a[0]["code"] == "frame_too_large")
     assert alice.call("message", {"room": "lobby", "id": "ok", "text": "fine"})["ok"]
     alice.close()
@@ -291,7 +291,7 @@ def test_b19_no_flash_policy_server(app):
 
 def test_b20_invalid_payloads_are_not_printed(address, capfd):
     client = chatter(address, "alice", "xhr-polling")
-    client.send("5:::/chat:{not json at all")
+    client.send("5::/chat:{not json at all")
     client.send("6:::99+[1]")  # an ack for no callback
     wait_until(lambda: len(client.events("error")) >= 1)
     assert client.call("rooms", {})["ok"]

@@ -285,6 +285,7 @@ def script_parts(script):
 
 def test_jsonp_script_exact():
     assert jsonp_script(0, "2::") == 'io.j[0]("2::");'
+    assert jsonp_script(1, "a</script>b") == 'io.j[1]("a<\\/script>b");'
     assert jsonp_script(3, 'say "hi"\nnext') == 'io.j[3]("say \\"hi\\"\\nnext");'
 
 
@@ -306,6 +307,7 @@ def test_jsonp_script_escapes_and_parses(payload):
     assert script_parts(script) == (7, payload)
     assert "\n" not in script and "\r" not in script
     assert "\u2028" not in script and "\u2029" not in script
+    assert "</" not in script
     assert script.isascii()
     # The payload is one JSON string literal: its only bare quotes are the delimiters.
     literal = script[len("io.j[7](") : -len(");")]

@@ -227,6 +227,7 @@ class Chat:
         """Enter a room; return (catch-up, newly joined)."""
         nickname = self.nickname_of(member)
         name = clean_room_name(raw_room)
+        after = None if after is None else clean_sequence(after)  # refuse before changing anything
         state = self.members[member]
         if name not in state.rooms and len(state.rooms) >= self.max_rooms_per_member:
             raise ChatError("too_many_rooms", "Leave a room before joining another.")
@@ -234,7 +235,7 @@ class Chat:
         newly = member not in room.members
         room.members[member] = nickname
         state.rooms.add(name)
-        history = room.recent() if after is None else room.after(clean_sequence(after))
+        history = room.recent() if after is None else room.after(after)
         return history, newly
 
     def _room(self, name):

@@ -92,7 +92,10 @@ def _decode_ack(packet, data):
     if not match:
         raise ProtocolError("an ack needs a numeric id")
     packet["ackId"] = int(match.group(1))
-    packet["args"] = _loads(match.group(2)) if match.group(2) else []
+    args = _loads(match.group(2)) if match.group(2) else []
+    if not isinstance(args, list):
+        raise ProtocolError("ack data must be a JSON array")
+    packet["args"] = args
 
 
 def _decode_error(packet, data):

@@ -337,7 +337,6 @@ def test_a_dropped_room_starts_over():
     assert chat.rooms["a"].last_seq == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: join() adds the member before checking 'after'")
 def test_join_with_a_bad_after_changes_nothing():
     chat = with_member(make_chat(), "m1", "alice")
     refused("bad_sequence", chat.join, "m1", "dev", "x")

@@ -112,7 +112,6 @@ def test_join_ack_carries_history_and_catch_up():
     assert [name for name, _ in alice.events()] == ["announce", "message", "message", "message", "announce"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Chat.join adds the member before checking 'after'")
 def test_a_join_refused_for_a_bad_after_changes_nothing():
     service = make_service()
     alice = Client(service, "a", "alice", "lobby")

@@ -1,7 +1,7 @@
 """Run the chat: ``python serve.py`` then open http://127.0.0.1:8080 in two tabs.
 
 Flags (each also read from a CHATWSGI_* environment variable): --host, --port,
---history, --transports, --log-level, --allowed-origins. SIGINT/SIGTERM stop
+--history, --rate, --burst, --transports, --allowed-origins, --log-level. SIGINT/SIGTERM stop
 accepting, tell connected clients and exit within 5 seconds.
 """
 
@@ -35,6 +35,8 @@ def parse_args(argv):
     parser.add_argument("--host", default=env("host", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("port", "8080")))
     parser.add_argument("--history", type=int, default=int(env("history", "15")))
+    parser.add_argument("--rate", type=float, default=float(env("rate", "5")))
+    parser.add_argument("--burst", type=int, default=int(env("burst", "10")))
     parser.add_argument("--transports", default=env("transports", ",".join(ADVERTISED)))
     parser.add_argument("--allowed-origins", default=env("allowed_origins", ""))
     parser.add_argument("--log-level", default=env("log_level", "INFO"))
@@ -62,7 +64,7 @@ def main(argv=None):
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = make_app(history=args.history)
+    app = make_app(history=args.history, rate=args.rate, burst=args.burst)
     server = make_server(
         app,
         host=args.host,

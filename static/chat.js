@@ -45,7 +45,10 @@
 
   var socket = io.connect('/chat', {
     'reconnect': true, 'reconnection delay': 500, 'reconnection limit': 4000,
-    'max reconnection attempts': Infinity, 'connect timeout': 5000
+    'max reconnection attempts': Infinity, 'connect timeout': 5000,
+    // Connect after 'load': jsonp-polling's long-poll <script> tags would otherwise hold
+    // the load event open, and the page would look like it never finished loading.
+    'auto connect': false
   });
   window.chat = {socket: socket, state: state};
 
@@ -104,12 +107,16 @@
     li.dataset.id = msg.id;
     if (msg.seq !== undefined && msg.seq !== null) li.dataset.seq = msg.seq;
     var meta = make('div', 'meta');
-    meta.appendChild(make('span', 'author', msg.author));
+    var author = make('span', 'author', msg.author);
+    author.dir = 'auto';  // right-to-left names and text lay out on their own terms
+    meta.appendChild(author);
     var time = make('time', 'time');
     setTime(time, msg.ts);
     meta.appendChild(time);
     li.appendChild(meta);
-    li.appendChild(make('span', 'text', msg.text));
+    var text = make('span', 'text', msg.text);
+    text.dir = 'auto';
+    li.appendChild(text);
     if (state.nickname && msg.author === state.nickname) li.classList.add('own');
     liById.set(msg.id, li);
     return li;
@@ -141,13 +148,32 @@
     renderTyping();
   }
 
-  function sendPending(p) {
-    emit('message', {room: p.room, id: p.id, text: p.text}, function (res) {
-      if (!state.pending[p.id]) return;  // already settled by an earlier ack
-      var ok = !!(res && res.ok);
-      settle(p.id, ok ? 'acked' : 'failed', ok ? res.seq : null);
-      if (!ok) ackError(res, 'Message not sent.');
+  // The outbox: one own message in flight at a time, so messages are stored in the order
+  // typed, and a rate-limited one is retried (not dropped) once the server allows it.
+  var inFlight = null;
+  var retryTimer = null;
+  var epoch = 0;  // bumped on every disconnect: acks of an old session are ignored
+  function flushOutbox() {
+    if (inFlight || retryTimer || !connected) return;
+    var next = null;
+    eachPending(function (p) { if (!next && joinedNow.has(p.room)) next = p; });
+    if (!next) return;
+    var sentIn = epoch;
+    inFlight = next.id;
+    var sent = emit('message', {room: next.room, id: next.id, text: next.text}, function (res) {
+      if (sentIn !== epoch) return;
+      inFlight = null;
+      if (res && res.code === 'rate_limited') {
+        retryTimer = setTimeout(function () { retryTimer = null; flushOutbox(); }, 1000);
+        return;
+      }
+      if (state.pending[next.id]) {
+        var ok = !!(res && res.ok);
+        settle(next.id, ok ? 'acked' : 'failed', ok ? res.seq : null);
+      }
+      flushOutbox();
     });
+    if (!sent) inFlight = null;
   }
   function settle(id, cls, seq) {
     delete state.pending[id];
@@ -162,7 +188,7 @@
     var p = {id: newId(), room: state.room, text: text, ts: Date.now() / 1000};
     state.pending[p.id] = p;
     showPending(p);
-    if (joinedNow.has(p.room)) sendPending(p);  // otherwise sent after the next (re)join
+    flushOutbox();  // sent now, or after the next (re)join
   }
   function eachPending(fn) {
     Object.keys(state.pending).forEach(function (id) { fn(state.pending[id]); });
@@ -259,7 +285,7 @@
         joinedNow.delete(previous);
         emit('leave', {room: previous}, function () { refreshRooms(); });
       }
-      eachPending(function (p) { if (p.room === name) sendPending(p); });  // same ids: stored once
+      flushOutbox();  // pending messages resent with the same ids: stored once
       refreshRooms();
     });
     if (!sent) joining.delete(key);
@@ -336,6 +362,8 @@
   });
   socket.on('disconnect', function () {
     connected = false;
+    epoch += 1;
+    inFlight = null;
     joinedNow.clear();
     joining.clear();
     lost();
@@ -461,6 +489,8 @@
   });
 
   /* ---------- start ---------- */
+  function start() { socket.socket.connect(); }
+  if (document.readyState === 'complete') start(); else window.addEventListener('load', start);
   setStatus('connecting');
   updateCounter();
   if (wantNick) el.nickInput.value = wantNick;

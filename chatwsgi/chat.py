@@ -61,6 +61,13 @@ def clean_sequence(raw):
     return raw
 
 
+def clean_epoch(raw):
+    """Check a history epoch sent back by a client: None, or the text it was given."""
+    if raw is None or (isinstance(raw, str) and len(raw) <= 64):
+        return raw
+    raise ChatError("bad_epoch", "'epoch' must be the text the server sent.")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One stored chat message."""
@@ -86,11 +93,16 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class CatchUp:
-    """Messages after a sequence number; ``complete`` is False when history lost some."""
+    """Messages after a sequence number; ``complete`` is False when history lost some.
+
+    ``epoch`` names this history: sequence numbers restart in a new one (a restarted
+    in-memory server), so a client's ``after`` only means something with its epoch.
+    """
 
     room: str
     messages: tuple
     complete: bool
+    epoch: str = ""
 
     def as_dict(self):
         """The shape clients receive."""
@@ -98,14 +110,16 @@ class CatchUp:
             "room": self.room,
             "messages": [m.as_dict() for m in self.messages],
             "complete": self.complete,
+            "epoch": self.epoch,
         }
 
 
 class Room:
     """Members, bounded history and per-room sequence numbers of one room."""
 
-    def __init__(self, name, history_size, remembered_ids=1000):
+    def __init__(self, name, history_size, remembered_ids=1000, epoch=""):
         self.name = name
+        self.epoch = epoch
         self.members = {}  # member -> nickname, in join order
         self.history = deque(maxlen=history_size)
         self.last_seq = 0
@@ -129,18 +143,18 @@ class Room:
             self._stored_ids.popitem(last=False)
         return message, True
 
-    def after(self, seq):
+    def after(self, seq, epoch=None):
         """Messages with a sequence number above ``seq`` that history still holds."""
-        if seq > self.last_seq:
+        if seq > self.last_seq or (epoch is not None and epoch != self.epoch):
             # The client saw a history this room no longer has (the server restarted).
-            return CatchUp(self.name, tuple(self.history), False)
+            return CatchUp(self.name, tuple(self.history), False, self.epoch)
         messages = tuple(m for m in self.history if m.seq > seq)
         oldest = self.history[0].seq if self.history else self.last_seq + 1
-        return CatchUp(self.name, messages, seq >= oldest - 1)
+        return CatchUp(self.name, messages, seq >= oldest - 1, self.epoch)
 
     def recent(self):
         """The whole of history, as sent on a join without ``after``."""
-        return CatchUp(self.name, tuple(self.history), True)
+        return CatchUp(self.name, tuple(self.history), True, self.epoch)
 
 
 @dataclass(slots=True)
@@ -174,6 +188,7 @@ class Chat:
         max_rooms_per_member=10,
         clock=time.time,
         new_token=lambda: secrets.token_urlsafe(16),
+        new_epoch=lambda: secrets.token_urlsafe(6),
     ):
         self.history_size = history_size
         self.max_chars = max_chars
@@ -181,7 +196,8 @@ class Chat:
         self.max_rooms_per_member = max_rooms_per_member
         self.clock = clock
         self.new_token = new_token
-        self.rooms = {DEFAULT_ROOM: Room(DEFAULT_ROOM, history_size)}
+        self.new_epoch = new_epoch
+        self.rooms = {DEFAULT_ROOM: Room(DEFAULT_ROOM, history_size, epoch=new_epoch())}
         self.members = {}
         self._owners = {}  # folded nickname -> member
 
@@ -223,11 +239,12 @@ class Chat:
             self.rooms[room].members[member] = nickname
         return NicknameChange(nickname, state.token, previous, evicted, tuple(evicted_rooms))
 
-    def join(self, member, raw_room, after=None):
+    def join(self, member, raw_room, after=None, epoch=None):
         """Enter a room; return (catch-up, newly joined)."""
         nickname = self.nickname_of(member)
         name = clean_room_name(raw_room)
         after = None if after is None else clean_sequence(after)  # refuse before changing anything
+        epoch = clean_epoch(epoch)
         state = self.members[member]
         if name not in state.rooms and len(state.rooms) >= self.max_rooms_per_member:
             raise ChatError("too_many_rooms", "Leave a room before joining another.")
@@ -235,14 +252,14 @@ class Chat:
         newly = member not in room.members
         room.members[member] = nickname
         state.rooms.add(name)
-        history = room.recent() if after is None else room.after(after)
+        history = room.recent() if after is None else room.after(after, epoch)
         return history, newly
 
     def _room(self, name):
         if name not in self.rooms:
             if len(self.rooms) >= self.max_rooms and not self._drop_an_empty_room():
                 raise ChatError("too_many_rooms", "The server holds no more rooms.")
-            self.rooms[name] = Room(name, self.history_size)
+            self.rooms[name] = Room(name, self.history_size, epoch=self.new_epoch())
         return self.rooms[name]
 
     def _drop_an_empty_room(self):
@@ -274,9 +291,9 @@ class Chat:
         text = clean_text(text, self.max_chars)
         return room.post(nickname, message_id, text, self.clock())
 
-    def catch_up(self, member, raw_room, after):
-        """Messages of a joined room after sequence number ``after``."""
-        return self.joined_room(member, raw_room).after(clean_sequence(after))
+    def catch_up(self, member, raw_room, after, epoch=None):
+        """Messages of a joined room after sequence number ``after`` (of history ``epoch``)."""
+        return self.joined_room(member, raw_room).after(clean_sequence(after), clean_epoch(epoch))
 
     def typing(self, member, raw_room):
         """Check a typing notice; return (room name, nickname)."""

@@ -72,7 +72,9 @@ class ChatService:
     def join(self, member, request):
         """Enter a room: history (or catch-up after ``after``) and roster in the ack."""
         request = _request(request)
-        history, newly = self.chat.join(member, request.get("room"), request.get("after"))
+        history, newly = self.chat.join(
+            member, request.get("room"), request.get("after"), request.get("epoch")
+        )
         self.hub.subscribe(history.room, member, self._sinks[member])
         if newly:
             self._announce(history.room, "join", self.chat.nickname_of(member))
@@ -109,7 +111,8 @@ class ChatService:
     def catch_up(self, member, request):
         """Messages of a joined room after the client's last seen sequence number."""
         request = _request(request)
-        return dict(self.chat.catch_up(member, request.get("room"), request.get("after")).as_dict(), ok=True)
+        history = self.chat.catch_up(member, request.get("room"), request.get("after"), request.get("epoch"))
+        return dict(history.as_dict(), ok=True)
 
     def roster(self, member, request):
         """Nicknames in a joined room."""

@@ -30,6 +30,7 @@
     token: load('chatwsgi.token'),
     room: null,            // current room (confirmed by a join ack)
     lastSeq: {},           // room -> highest seq seen
+    epoch: {},             // room -> the history those seqs belong to (new after a server restart)
     pending: {},           // message id -> {id, room, text, ts}
     roster: []
   };
@@ -253,7 +254,10 @@
     var payload = {room: room};
     var fresh = typeof after !== 'number';
     var key = room.trim().toLowerCase();
-    if (!fresh) payload.after = after;
+    if (!fresh) {
+      payload.after = after;
+      if (state.epoch[key]) payload.epoch = state.epoch[key];
+    }
     joining.set(key, []);
     var sent = emit('join', payload, function (res) {
       var early = joining.get(key) || [];
@@ -267,6 +271,7 @@
       var previous = state.room;
       var messages = Array.isArray(res.messages) ? res.messages : [];
       joinedNow.add(name);
+      if (res.epoch) state.epoch[name] = res.epoch;
       if (fresh || previous !== name) clearRoomView();
       if (fresh || previous !== name || res.complete === false) state.lastSeq[name] = 0;
       if (res.complete === false) {  // history lost messages (or the server restarted)

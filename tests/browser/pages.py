@@ -39,20 +39,26 @@ def transport_in_use(driver):
     return driver.find_element(By.ID, "transport").get_attribute("data-transport")
 
 
-def message_texts(driver):
-    """The text of every chat message shown, in order (textContent: exact, untrimmed)."""
+def texts_of(driver, selector):
+    """textContent of every element matching ``selector``, read in one script (no stale elements)."""
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#messages li.message .text'))"
-        ".map(function (e) { return e.textContent; })"
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(function (e) { return e.textContent; })",
+        selector,
     )
 
 
+def message_texts(driver):
+    """The text of every chat message shown, in order (exact, untrimmed)."""
+    return texts_of(driver, "#messages li.message .text")
+
+
 def announcements(driver):
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#messages li.announce")]
+    return [text.strip() for text in texts_of(driver, "#messages li.announce")]
 
 
 def roster(driver):
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#roster li")]
+    return [text.strip() for text in texts_of(driver, "#roster li")]
 
 
 def send(driver, *texts):

@@ -24,6 +24,7 @@ def make_chat(**settings):
     counter = itertools.count(1)
     settings.setdefault("clock", lambda: 1000.0)
     settings.setdefault("new_token", lambda: "tok%d" % next(counter))
+    settings.setdefault("new_epoch", lambda: "")
     return Chat(**settings)
 
 
@@ -568,4 +569,31 @@ def test_catch_up_as_dict():
             {"room": "lobby", "seq": 1, "id": "id1", "author": "alice", "text": "text 1", "ts": 5.0}
         ],
         "complete": True,
+        "epoch": "",
     }
+
+
+def test_catch_up_in_another_epoch_sends_everything_as_incomplete():
+    epochs = iter(["e1", "e2"])
+    chat = with_member(make_chat(new_epoch=lambda: next(epochs)), "m1", "alice", "lobby")
+    for n in range(3):
+        chat.post("m1", "lobby", "id%d" % n, "text %d" % n)
+    same = chat.catch_up("m1", "lobby", 1, epoch="e1")
+    assert ([m.seq for m in same.messages], same.complete, same.epoch) == ([2, 3], True, "e1")
+    other = chat.catch_up("m1", "lobby", 1, epoch="a restarted server's")
+    assert ([m.seq for m in other.messages], other.complete) == ([1, 2, 3], False)
+    assert chat.catch_up("m1", "lobby", 1).complete is True  # no epoch: trust the number
+
+
+def test_each_room_gets_its_own_epoch():
+    epochs = iter(["e1", "e2", "e3"])
+    chat = with_member(make_chat(new_epoch=lambda: next(epochs)), "m1", "alice", "lobby", "garden")
+    assert chat.catch_up("m1", "lobby", 0).epoch == "e1"
+    assert chat.catch_up("m1", "garden", 0).epoch == "e2"
+
+
+def test_a_bad_epoch_is_refused_before_joining():
+    chat = with_member(make_chat(), "m1", "alice")
+    refused("bad_epoch", chat.join, "m1", "garden", 0, 12)
+    refused("bad_epoch", chat.join, "m1", "garden", 0, "x" * 65)
+    assert chat.members["m1"].rooms == set()

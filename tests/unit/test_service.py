@@ -23,7 +23,7 @@ class FakeClock:
 
 def make_service(clock=None, **settings):
     tokens = itertools.count(1)
-    chat = Chat(clock=lambda: TS, new_token=lambda: "tok%d" % next(tokens))
+    chat = Chat(clock=lambda: TS, new_token=lambda: "tok%d" % next(tokens), new_epoch=lambda: "")
     return ChatService(chat=chat, hub=LocalHub(), clock=clock or FakeClock(), **settings)
 
 
@@ -80,7 +80,14 @@ def test_join_announces_to_the_room_including_the_joiner():
     outsider = Client(service, "c", "carol", "dev")
     assert alice.events() == [announce("lobby", "join", "alice", 1)]
     ack = service.join("b", {"room": "Lobby"})
-    assert ack == {"ok": True, "roster": ["alice", "bob"], "room": "lobby", "messages": [], "complete": True}
+    assert ack == {
+        "ok": True,
+        "roster": ["alice", "bob"],
+        "room": "lobby",
+        "messages": [],
+        "complete": True,
+        "epoch": "",
+    }
     assert alice.events() == [announce("lobby", "join", "bob", 2)]
     assert bob.events() == [announce("lobby", "join", "bob", 2)]
     assert outsider.events() == [announce("dev", "join", "carol", 1)]
@@ -108,6 +115,7 @@ def test_join_ack_carries_history_and_catch_up():
         "room": "lobby",
         "messages": [{"room": "lobby", "seq": 3, "id": "m3", "author": "alice", "text": "t3", "ts": TS}],
         "complete": True,
+        "epoch": "",
     }
     assert [name for name, _ in alice.events()] == ["announce", "message", "message", "message", "announce"]
 
@@ -317,6 +325,7 @@ def test_catch_up_and_roster_and_rooms():
         "room": "dev",
         "messages": [{"room": "dev", "seq": 1, "id": "m1", "author": "alice", "text": "one", "ts": TS}],
         "complete": True,
+        "epoch": "",
     }
     assert service.catch_up("a", {"room": "dev", "after": 1})["messages"] == []
     refused("bad_sequence", service.catch_up, "a", {"room": "dev"})

@@ -434,7 +434,7 @@
     }
   }
   function onShutdown(s) {
-    notice('shutdown', 'Server is restarting…' + (s && s.message ? ' ' + s.message : ''));
+    notice('shutdown', (s && typeof s.message === 'string' && s.message) || 'Server is restarting…');
   }
   socket.on('error', function (err) { onError(err, false); });
   socket.on('shutdown', onShutdown);

@@ -57,6 +57,14 @@ def call(chat_session, name, *args, msg_id=1):
     return [protocol.decode_packet(text) for text in drain(chat_session)]
 
 
+def in_lobby(service, nickname):
+    """A session with ``nickname`` that has joined the lobby."""
+    chat_session = session(service)
+    call(chat_session, "nickname", {"nickname": nickname})
+    call(chat_session, "join", {"room": "lobby"})
+    return chat_session
+
+
 def test_nickname_is_acked(service):
     alice = session(service)
     (ack,) = call(alice, "nickname", {"nickname": "  alice "})
@@ -73,11 +81,7 @@ def test_refusal_is_an_error_event_and_a_failed_ack(service):
 
 
 def test_message_is_broadcast_then_acked(service):
-    alice, bob = session(service), session(service)
-    call(alice, "nickname", {"nickname": "alice"})
-    call(bob, "nickname", {"nickname": "bob"})
-    call(alice, "join", {"room": "lobby"})
-    call(bob, "join", {"room": "lobby"})
+    alice, bob = in_lobby(service, "alice"), in_lobby(service, "bob")
     drain(alice)
     broadcast, ack = call(alice, "message", {"room": "lobby", "id": "m1", "text": "hi"}, msg_id=7)
     assert broadcast["name"] == "message" and broadcast["args"][0]["text"] == "hi"
@@ -132,11 +136,7 @@ def test_reclaiming_a_nickname_ends_the_stale_session(service):
 
 
 def test_disconnect_leaves_the_chat_once(service):
-    alice, bob = session(service), session(service)
-    call(alice, "nickname", {"nickname": "alice"})
-    call(bob, "nickname", {"nickname": "bob"})
-    call(alice, "join", {"room": "lobby"})
-    call(bob, "join", {"room": "lobby"})
+    alice, bob = in_lobby(service, "alice"), in_lobby(service, "bob")
     drain(bob)
     alice.handle_raw("0::/chat")
     alice.kill(detach=True)

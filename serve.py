@@ -42,6 +42,9 @@ def parse_args(argv):
     parser.add_argument("--log-level", default=env("log_level", "INFO"))
     args = parser.parse_args(argv)
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    unknown = sorted(set(args.transports) - set(ADVERTISED)) or (not args.transports and ["(none)"])
+    if unknown:
+        parser.error("--transports takes some of %s, not %s" % (",".join(ADVERTISED), ",".join(unknown)))
     args.allowed_origins = [o.strip() for o in args.allowed_origins.split(",") if o.strip()]
     return args
 

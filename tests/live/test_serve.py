@@ -74,3 +74,20 @@ def test_sigterm_tells_clients_and_exits_within_five_seconds():
     assert elapsed < 5.0
     assert b'"name":"shutdown"' in received
     assert b"chatwsgi stopping" in server.output
+
+
+def test_bad_flags_get_a_usage_error_not_a_traceback():
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "serve.py"), "--transports", "htmlfile"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--transports takes some of websocket,xhr-polling,jsonp-polling, not htmlfile" in result.stderr
+    assert "Traceback" not in result.stderr

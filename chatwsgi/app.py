@@ -45,6 +45,7 @@ class ChatMiddleware:
         max_message_chars=2000,
         rate=5.0,
         burst=10,
+        announce_limit=200,
         node="local",
         service=None,
     ):
@@ -52,7 +53,10 @@ class ChatMiddleware:
         self.resource = resource
         self.node = node
         self.service = service or ChatService(
-            Chat(history_size=history, max_chars=max_message_chars), rate=rate, burst=burst
+            Chat(history_size=history, max_chars=max_message_chars),
+            rate=rate,
+            burst=burst,
+            announce_limit=announce_limit,
         )
         self.namespaces = {ENDPOINT: ChatNamespace}
         self.client_script = FileApp(str(client_script_path()), content_type="application/javascript")

@@ -34,6 +34,7 @@ class ChatService:
         rate=5.0,
         burst=10,
         typing_rate=2.0,
+        announce_limit=200,
         clock=time.monotonic,
     ):
         self.chat = chat if chat is not None else Chat()
@@ -41,6 +42,9 @@ class ChatService:
         self.endpoint = endpoint
         self.rate, self.burst, self.typing_rate = rate, burst, typing_rate
         self.clock = clock
+        # Above this many members a room stops announcing each join and leave: announcing
+        # to everyone makes a room's filling up cost O(members squared) frames.
+        self.announce_limit = announce_limit
         self._sinks = {}
         self._buckets = {}
 
@@ -143,11 +147,14 @@ class ChatService:
             self._announce(room, "leave", nickname)
 
     def _announce(self, room, kind, nickname, **extra):
+        count = len(self.chat.rooms[room].members)
+        if kind in ("join", "leave") and count > self.announce_limit:
+            return
         notice = {
             "room": room,
             "kind": kind,
             "nickname": nickname,
-            "count": len(self.chat.rooms[room].members),
+            "count": count,
             "ts": self.chat.clock(),
         }
         notice.update(extra)

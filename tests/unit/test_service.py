@@ -361,3 +361,19 @@ def test_frames_use_the_services_endpoint():
     service.connect("a", frames.append)
     service.shutdown("bye")
     assert frames == ['5::/other:{"name":"shutdown","args":[{"message":"bye"}]}']
+
+
+def test_rooms_above_the_announce_limit_stop_announcing_joins_and_leaves():
+    service = make_service(announce_limit=2)
+    sinks = {}
+    for member in ("a", "b", "c"):
+        sinks[member] = []
+        service.connect(member, sinks[member].append)
+        service.nickname(member, {"nickname": member})
+        service.join(member, {"room": "big"})
+    kinds = [decode_packet(f)["args"][0]["nickname"] for f in sinks["a"] if '"announce"' in f]
+    assert kinds == ["a", "b"]  # c made it three: over the limit, not announced
+    service.leave("c", {"room": "big"})  # back to two: announced again
+    assert '"kind":"leave"' in sinks["a"][-1]
+    service.message("a", {"room": "big", "id": "m", "text": "still delivered"})
+    assert all('"still delivered"' in sinks[m][-1] for m in ("a", "b"))

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format unit live browser system-deps clean
+.PHONY: run test lint format unit live browser bench system-deps clean
 
 run: $(VENV)/.run-deps  ## set up and start the chat on http://127.0.0.1:$(PORT)
 	$(BIN)/python serve.py --port $(PORT)
@@ -29,6 +29,17 @@ live: $(VENV)/.test-deps
 
 browser: $(VENV)/.test-deps system-deps
 	$(BIN)/python -m pytest tests/browser
+
+BENCH_ARGS ?= --sizes 1000,5000,10000 --reps 3
+
+bench: $(VENV)/.bench-deps  ## chatwsgi vs python-socketio, Node socket.io and the naive baseline
+	bash bench/peers/install.sh
+	@command -v taskset >/dev/null || { echo "taskset (util-linux) is needed to pin cores"; exit 1; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+$(VENV)/.bench-deps: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@ $(VENV)/.test-deps $(VENV)/.run-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,311 @@
+"""Load generator: N raw websocket clients on gevent, one sender, deliveries counted unparsed.
+
+Speaks just enough of each protocol:
+  sio09  Socket.IO 0.9 (chatwsgi; ``--naive`` for the stock BroadcastMixin baseline)
+  sio5   Engine.IO 4 / Socket.IO 5 (python-socketio, Node socket.io)
+Frames are recognised by a byte marker, never JSON-decoded, so the clients cost far less
+than the server. Prints one JSON object with the measurements. Try:
+  python bench/loadgen.py --protocol sio09 --port 8080 --clients 100 --messages 10
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event  # noqa: E402
+
+PAYLOAD_TEXT = "x" * 96  # with the envelope, a ~130-byte chat frame
+RUN_ID = "r%d%d" % (os.getpid(), time.time())  # message ids are stored once per author: keep runs apart
+MESSAGE_NUMBERS = itertools.count()
+MARKERS = {"sio09": b'"message"', "naive": b'"chat"', "sio5": b'"chat"'}
+
+
+def raise_open_files():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid):
+    """user+system CPU seconds of a process, from /proc (0 when no pid is given)."""
+    if not pid:
+        return 0.0
+    with open("/proc/%d/stat" % pid) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Connection:
+    """A client websocket: zero-mask frames out (XOR with zero is free), frames in."""
+
+    def __init__(self, port, path):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.sendall(
+            (
+                "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                % (path, port)
+            ).encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed during the upgrade")
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(head[:80])
+
+    def send(self, text):
+        data = text.encode()
+        size = len(data)
+        if size < 126:
+            header = struct.pack("!BB", 0x81, 0x80 | size)
+        else:
+            header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+        self.sock.sendall(header + b"\0\0\0\0" + data)
+
+    def frames(self):
+        """Yield text payloads until the connection closes."""
+        buffer = self.buffer
+        recv = self.sock.recv
+        while True:
+            while len(buffer) < 2:
+                chunk = recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            size = buffer[1] & 0x7F
+            start = 2
+            if size == 126:
+                while len(buffer) < 4:
+                    buffer += recv(65536)
+                size, start = struct.unpack("!H", buffer[2:4])[0], 4
+            elif size == 127:
+                while len(buffer) < 10:
+                    buffer += recv(65536)
+                size, start = struct.unpack("!Q", buffer[2:10])[0], 10
+            while len(buffer) < start + size:
+                chunk = recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            opcode = buffer[0] & 0x0F
+            payload, buffer = buffer[start : start + size], buffer[start + size :]
+            if opcode == 8:
+                return
+            yield payload
+
+
+class Client:
+    """One chat client of a protocol; ``counter`` counts chat deliveries."""
+
+    def __init__(self, options, index, counter):
+        self.options, self.index, self.counter = options, index, counter
+        self.ready = Event()
+        self.conn = None
+
+    def open(self):
+        port = self.options.port
+        if self.options.protocol == "sio5":
+            self.conn = Connection(port, "/socket.io/?EIO=4&transport=websocket")
+            self.conn.send("40")
+        else:
+            sid = handshake_09(port)
+            self.conn = Connection(port, "/socket.io/1/websocket/" + sid)
+            self.conn.send("1::/chat")
+            if not self.options.naive:
+                self.conn.send('5:1+:/chat:{"name":"nickname","args":[{"nickname":"b%d"}]}' % self.index)
+                self.conn.send('5:2+:/chat:{"name":"join","args":[{"room":"bench"}]}')
+        gevent.spawn(self.read)
+        if not self.ready.wait(60):
+            raise TimeoutError("client %d not ready" % self.index)
+
+    def read(self):
+        marker = MARKERS["naive" if self.options.naive else self.options.protocol]
+        protocol = self.options.protocol
+        conn, counter = self.conn, self.counter
+        for payload in conn.frames():
+            if marker in payload:
+                counter.delivered()
+            elif protocol == "sio5":
+                if payload == b"2":
+                    conn.send("3")
+                elif payload.startswith(b"40"):
+                    self.ready.set()
+            elif payload == b"2::":
+                conn.send("2::")
+            elif payload.startswith(b"6::/chat:2+") or (self.options.naive and payload == b"1::/chat"):
+                self.ready.set()  # the join's ack (or, for the baseline, the namespace connect)
+        counter.closed += 1
+
+    def emit_chat(self, number):
+        """Send one chat message (the sender's job)."""
+        if self.options.protocol == "sio5":
+            self.conn.send('42["chat",{"n":%d,"t":"%s"}]' % (number, PAYLOAD_TEXT))
+        elif self.options.naive:
+            self.conn.send('5::/chat:{"name":"chat","args":[{"n":%d,"t":"%s"}]}' % (number, PAYLOAD_TEXT))
+        else:
+            self.conn.send(
+                '5:%d+:/chat:{"name":"message","args":[{"room":"bench","id":"%s-%d","text":"%s"}]}'
+                % (number + 10, RUN_ID, next(MESSAGE_NUMBERS), PAYLOAD_TEXT)
+            )
+
+
+def handshake_09(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(b"GET /socket.io/1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data.split(b"\r\n\r\n", 1)[1].split(b":", 1)[0].decode()
+
+
+class Counter:
+    """Deliveries so far; wakes a waiter when a target count is reached."""
+
+    def __init__(self):
+        self.count = 0
+        self.closed = 0
+        self.target = None
+        self.reached = Event()
+
+    def delivered(self):
+        self.count += 1
+        if self.target is not None and self.count >= self.target:
+            self.reached.set()
+
+    def wait_for(self, target, timeout):
+        self.target = target
+        if self.count >= target:
+            return True
+        self.reached.clear()
+        return self.reached.wait(timeout)
+
+
+def connect_all(options, counter):
+    clients = [Client(options, i, counter) for i in range(options.clients + 1)]
+    for start in range(0, len(clients), options.batch):
+        batch = clients[start : start + options.batch]
+        gevent.joinall([gevent.spawn(c.open) for c in batch], raise_error=True)
+    return clients[0], clients
+
+
+def run(options):
+    """Connect everyone, then run the scenarios in order; one JSON line per phase."""
+    raise_open_files()
+    counter = Counter()
+    started = time.monotonic()
+    sender, clients = connect_all(options, counter)
+    receivers = len(clients)  # the sender receives its own broadcast too
+    gevent.sleep(options.settle)
+    report({"phase": "connected", "clients": options.clients, "connect_seconds": elapsed_since(started)})
+    if options.wait_stdin:
+        sys.stdin.readline()  # the orchestrator reads the server's memory, then releases us
+    for scenario in options.scenarios.split(","):
+        counter.count = 0
+        result = SCENARIOS[scenario](options, sender, counter, receivers)
+        report(dict(result, phase=scenario, clients=options.clients))
+        gevent.sleep(options.settle)
+
+
+def report(result):
+    print(json.dumps(result), flush=True)
+
+
+def elapsed_since(started):
+    return round(time.monotonic() - started, 2)
+
+
+def fanout(options, sender, counter, receivers):
+    """B messages sent at ``rate``; server CPU per delivery until all are delivered."""
+    target = receivers * options.messages
+    server_cpu, own_cpu, started = cpu_seconds(options.server_pid), own_cpu_seconds(), time.monotonic()
+    for number in range(options.messages):
+        sender.emit_chat(number)
+        gevent.sleep(1.0 / options.rate)
+    complete = counter.wait_for(target, options.timeout)
+    elapsed = time.monotonic() - started
+    server_cpu = cpu_seconds(options.server_pid) - server_cpu
+    own_cpu = own_cpu_seconds() - own_cpu
+    delivered = counter.count
+    return {
+        "messages": options.messages,
+        "delivered": delivered,
+        "complete": bool(complete),
+        "seconds": round(elapsed, 3),
+        "deliveries_per_second": round(delivered / elapsed, 1),
+        "server_cpu_us_per_delivery": round(server_cpu / max(delivered, 1) * 1e6, 3),
+        "loadgen_core_share": round(own_cpu / elapsed, 3),
+    }
+
+
+def latency(options, sender, counter, receivers):
+    """One message at a time: time from send to the last of all recipients."""
+    samples, own_cpu, started = [], own_cpu_seconds(), time.monotonic()
+    for number in range(options.messages):
+        counter.count = 0
+        sent = time.perf_counter()
+        sender.emit_chat(number)
+        if not counter.wait_for(receivers, options.timeout):
+            break
+        samples.append((time.perf_counter() - sent) * 1000)
+        gevent.sleep(options.gap)
+    samples.sort()
+    elapsed = time.monotonic() - started
+
+    def pick(q):
+        return round(samples[min(len(samples) - 1, int(q * len(samples)))], 2) if samples else None
+
+    return {
+        "broadcasts": len(samples),
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "max_ms": round(samples[-1], 2) if samples else None,
+        "loadgen_core_share": round((own_cpu_seconds() - own_cpu) / elapsed, 3),
+    }
+
+
+SCENARIOS = {"fanout": fanout, "latency": latency}
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", choices=["sio09", "sio5"], required=True)
+    parser.add_argument("--naive", action="store_true", help="the BroadcastMixin baseline's events")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=100, help="connections opened at once")
+    parser.add_argument("--scenarios", default="fanout,latency", help="comma-separated: fanout, latency")
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=1000.0, help="fanout: messages per second sent")
+    parser.add_argument("--gap", type=float, default=0.01, help="latency: pause between broadcasts")
+    parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--wait-stdin", action="store_true")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run(parse())

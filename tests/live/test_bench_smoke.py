@@ -1,0 +1,27 @@
+"""A tiny run of the benchmark harness, so `make bench` cannot rot unnoticed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_bench_smoke(tmp_path):
+    command = [sys.executable, str(ROOT / "bench/run.py"), "--sizes", "40", "--reps", "1"]
+    command += ["--servers", "chatwsgi,naive", "--messages", "10", "--no-plot", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (record_file,) = tmp_path.glob("*.json")
+    record = json.loads(record_file.read_text())
+    rows = {row["server"]: row for row in record["medians"]}
+    assert set(rows) == {"chatwsgi", "naive"}
+    for row in rows.values():
+        assert row["valid"] and row["clients"] == 40
+        assert row["server_cpu_us_per_delivery"] > 0 and row["deliveries_per_second"] > 0
+        assert row["latency_p99_ms"] > 0 and row["rss_per_connection_bytes"] > 0
+    assert "| 40 | naive |" in next(tmp_path.glob("*.md")).read_text()

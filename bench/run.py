@@ -114,12 +114,12 @@ def raise_open_files():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def launch_loadgen(server, protocol, *args):
-    """The load generator against ``server``, pinned to core 1; it pauses once connected."""
+def launch_loadgen(server, protocol, *args, core=1):
+    """A load generator against ``server``, pinned to ``core``; it pauses once connected."""
     command = [PYTHON, str(BENCH / "loadgen.py"), "--port", server.port, "--server-pid", server.process.pid]
     command += ["--wait-stdin", *args, *protocol]
     return subprocess.Popen(
-        pinned(1, [str(part) for part in command]),
+        pinned(core, [str(part) for part in command]),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         preexec_fn=raise_open_files,
@@ -139,15 +139,44 @@ def one_run(name, size, options):
     """Memory, fan-out and latency of one server at one size: a dict of figures."""
     command, env, protocol = server_specs()[name]
     server = Server(command, env)
+    helpers = []
     try:
         baseline = server.rss_after_gc()
+        # With --loadgens K, K-1 processes only hold receivers; the last one also sends and measures.
+        share = size // options.loadgens
+        for number in range(1, options.loadgens):
+            helper = launch_loadgen(
+                server,
+                protocol,
+                "--clients",
+                share,
+                "--receivers-only",
+                "--first-index",
+                number * share + 1,
+                core=1 + number % max(1, (os.cpu_count() or 2) - 1),
+            )
+            json.loads(helper.stdout.readline())  # connected
+            helpers.append(helper)
+        own = size - share * len(helpers)
         loadgen = launch_loadgen(
-            server, protocol, "--clients", size, "--messages", options.messages, "--timeout", options.timeout
+            server,
+            protocol,
+            "--clients",
+            own,
+            "--messages",
+            options.messages,
+            "--timeout",
+            options.timeout,
+            "--other-receivers",
+            share * len(helpers),
         )
         connected, loaded = connect_and_weigh(server, loadgen)
         phases = {p["phase"]: p for p in map(json.loads, loadgen.stdout.read().splitlines())}
         loadgen.wait(options.timeout * 4)
     finally:
+        for helper in helpers:
+            helper.kill()
+            helper.wait()
         server.stop()
     fanout, latency = phases.get("fanout", {}), phases.get("latency", {})
     return {
@@ -295,6 +324,9 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--loadgens", type=int, default=1, help="load generator processes (spread over cores 1..n-1)"
+    )
     parser.add_argument(
         "--capacity", type=int, default=0, help="opt-in: hold this many connections (e.g. 19000) instead"
     )

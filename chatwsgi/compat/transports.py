@@ -7,7 +7,6 @@ queues. Responses are built as bytes with string headers (B4, B11).
 
 import logging
 
-from gevent.queue import Empty
 from geventwebsocket import WebSocketError
 from socketio import transports
 
@@ -147,6 +146,3 @@ class WebsocketTransport(transports.WebsocketTransport):
             log.debug("websocket read ended for %s: %s", socket.sessid, error)
         finally:
             socket.kill(detach=True)
-
-
-__all__ = ["Empty", "JSONPPollingTransport", "PollingTransport", "WebsocketTransport"]

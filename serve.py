@@ -19,7 +19,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 from chatwsgi import make_app, make_server  # noqa: E402
-from chatwsgi.server import ADVERTISED  # noqa: E402
+from chatwsgi.server import ADVERTISED, unknown_transports  # noqa: E402
 
 SHUTDOWN_SECONDS = 5.0
 
@@ -42,7 +42,7 @@ def parse_args(argv):
     parser.add_argument("--log-level", default=env("log_level", "INFO"))
     args = parser.parse_args(argv)
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
-    unknown = sorted(set(args.transports) - set(ADVERTISED)) or (not args.transports and ["(none)"])
+    unknown = unknown_transports(args.transports)
     if unknown:
         parser.error("--transports takes some of %s, not %s" % (",".join(ADVERTISED), ",".join(unknown)))
     args.allowed_origins = [o.strip() for o in args.allowed_origins.split(",") if o.strip()]

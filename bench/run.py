@@ -48,7 +48,8 @@ def server_specs():
     }
 
 
-def installed(name, command):
+def installed(command):
+    """True when the server's interpreter and script are on this machine."""
     return shutil.which(command[0]) is not None and all(
         Path(part).exists() for part in command[1:] if part.endswith((".py", ".js"))
     )
@@ -334,7 +335,7 @@ def main(argv=None):
     options = parser.parse_args(argv)
     specs = server_specs()
     names = [n for n in options.servers.split(",") if n]
-    missing = [n for n in names if not installed(n, specs[n][0])]
+    missing = [n for n in names if not installed(specs[n][0])]
     if missing:
         print("not installed (run bench/peers/install.sh): %s" % ", ".join(missing), file=sys.stderr)
         names = [n for n in names if n not in missing]

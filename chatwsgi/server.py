@@ -27,15 +27,22 @@ SESSION_DEFAULTS = {
 }
 
 
+def unknown_transports(transports):
+    """What is wrong with a transport list: names we do not advertise, or "(none)" if empty."""
+    return sorted(set(transports) - set(ADVERTISED)) or ([] if transports else ["(none)"])
+
+
 class ChatServer(SocketIOServer):
     """A SocketIOServer on 127.0.0.1 by default, with our handler, sessions and limits."""
 
     def __init__(self, listener, application, transports=ADVERTISED, tend_interval=1.0, **settings):
         session_config = {k: settings.pop(k, v) for k, v in SESSION_DEFAULTS.items()}
         session_config["allowed_origins"] = tuple(session_config["allowed_origins"])
-        unknown = set(transports) - set(TRANSPORTS)
-        if unknown or not transports:
-            raise ValueError("transports must be some of %s" % ", ".join(ADVERTISED))
+        unknown = unknown_transports(transports)
+        if unknown:
+            raise ValueError(
+                "transports must be some of %s, not %s" % (",".join(ADVERTISED), ",".join(unknown))
+            )
         settings.setdefault("policy_server", False)  # B19: the Flash policy server always fails
         settings.setdefault("handler_class", ChatHandler)
         super().__init__(

@@ -1,11 +1,12 @@
 """The WSGI side on a real server: page, client script, health, traversal, Origin, embedding."""
 
 import json
+import re
 
 import gevent
 import pytest
 
-from chatwsgi import ChatMiddleware, make_app, make_server
+from chatwsgi import ChatMiddleware, ChatServer, make_app, make_server
 from tests.support.chatting import chatter
 from tests.support.sioclient import SocketIOClient, http
 
@@ -125,3 +126,9 @@ def test_middleware_embeds_the_chat_in_another_app():
             client.close()
     finally:
         server.stop(timeout=1)
+
+
+@pytest.mark.parametrize("transports, named", [([], "(none)"), (["websocket", "htmlfile"], "htmlfile")])
+def test_server_refuses_transports_it_does_not_advertise(app, transports, named):
+    with pytest.raises(ValueError, match="not %s$" % re.escape(named)):
+        ChatServer(("127.0.0.1", 0), app, transports=transports)

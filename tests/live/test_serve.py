@@ -2,12 +2,14 @@
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from urllib.request import urlopen
 
 import pytest
 
-from tests.support.processes import ServeProcess
+from tests.support.processes import ROOT, ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +79,6 @@ def test_sigterm_tells_clients_and_exits_within_five_seconds():
 
 
 def test_bad_flags_get_a_usage_error_not_a_traceback():
-    import subprocess
-    import sys
-
-    from tests.support.processes import ROOT
-
     result = subprocess.run(
         [sys.executable, str(ROOT / "serve.py"), "--transports", "htmlfile"],
         capture_output=True,

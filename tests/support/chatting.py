@@ -2,6 +2,8 @@
 
 import time
 
+import gevent
+
 from tests.support.sioclient import SocketIOClient
 
 TRANSPORTS = ["websocket", "xhr-polling", "jsonp-polling"]
@@ -29,8 +31,6 @@ def announced(client, kind, nickname, timeout=10):
 
 def wait_until(condition, timeout=10, interval=0.02):
     """Poll ``condition`` (cooperatively) until true or the deadline passes."""
-    import gevent
-
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -5,10 +5,14 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format unit live browser bench system-deps clean
+.PHONY: run cluster test lint format unit live browser bench system-deps clean
 
 run: $(VENV)/.run-deps  ## set up and start the chat on http://127.0.0.1:$(PORT)
 	$(BIN)/python serve.py --port $(PORT)
+
+# Two nodes sharing a Redis backplane behind HAProxy, on http://127.0.0.1:$(PORT).
+cluster: $(VENV)/.run-deps system-deps  ## redis-server, two chat nodes and HAProxy; Ctrl-C stops all
+	$(BIN)/python deploy/cluster.py --port $(PORT)
 
 test: $(VENV)/.test-deps system-deps lint  ## set up and run lint and every test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -53,12 +57,18 @@ $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.run-deps
 
-# Debian packages the browser tests drive; installed only when missing.
+# Debian packages the browser and cluster tests drive; installed only when missing.
+SYSTEM_COMMANDS := chromium chromedriver redis-server haproxy
+SYSTEM_PACKAGES := chromium chromium-driver redis-server haproxy
 system-deps:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	@missing=""; for c in $(SYSTEM_COMMANDS); do \
+		command -v $$c >/dev/null || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SYSTEM_PACKAGES); \
 	fi
 
 clean:

@@ -1,8 +1,9 @@
 """Run the chat: ``python serve.py`` then open http://127.0.0.1:8080 in two tabs.
 
 Flags (each also read from a CHATWSGI_* environment variable): --host, --port,
---history, --rate, --burst, --transports, --allowed-origins, --log-level. SIGINT/SIGTERM stop
-accepting, tell connected clients and exit within 5 seconds.
+--history, --rate, --burst, --transports, --allowed-origins, --log-level, and for a
+cluster --redis URL, --node NAME, --node-ttl SECONDS. SIGINT/SIGTERM stop accepting, tell
+connected clients and exit within 5 seconds.
 """
 
 from gevent import monkey
@@ -19,6 +20,8 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 
 from chatwsgi import make_app, make_server  # noqa: E402
+from chatwsgi.backplane import LocalBackplane  # noqa: E402
+from chatwsgi.redis_backplane import RedisBackplane  # noqa: E402
 from chatwsgi.server import ADVERTISED, unknown_transports  # noqa: E402
 
 SHUTDOWN_SECONDS = 5.0
@@ -40,6 +43,9 @@ def parse_args(argv):
     parser.add_argument("--transports", default=env("transports", ",".join(ADVERTISED)))
     parser.add_argument("--allowed-origins", default=env("allowed_origins", ""))
     parser.add_argument("--log-level", default=env("log_level", "INFO"))
+    parser.add_argument("--redis", default=env("redis", ""), help="e.g. redis://127.0.0.1:6379/0")
+    parser.add_argument("--node", default=env("node", ""), help="this node's name in a cluster")
+    parser.add_argument("--node-ttl", type=float, default=float(env("node_ttl", "10")))
     args = parser.parse_args(argv)
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     unknown = unknown_transports(args.transports)
@@ -51,8 +57,11 @@ def parse_args(argv):
 
 def shut_down(server, app):
     """Stop accepting, tell every client, give queues a moment to flush, then stop."""
+    app.stopping = True
     server.close()
     app.service.shutdown("The server is restarting; reconnecting…")
+    if app.service.backplane.name == "redis":
+        app.service.backplane.stop()
     deadline = gevent.get_hub().loop.now() + 1.0
     while gevent.get_hub().loop.now() < deadline and any(
         s.client_queue.qsize() for s in server.sockets.values()
@@ -67,7 +76,14 @@ def main(argv=None):
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = make_app(history=args.history, rate=args.rate, burst=args.burst)
+    if args.redis:
+        backplane = RedisBackplane(args.redis, args.node or None, args.node_ttl, args.history)
+    else:
+        backplane = LocalBackplane(args.history)
+    node = getattr(backplane, "node", args.node or "local")
+    app = make_app(history=args.history, rate=args.rate, burst=args.burst, node=node, backplane=backplane)
+    if args.redis:
+        backplane.start()
     server = make_server(
         app,
         host=args.host,
@@ -77,7 +93,7 @@ def main(argv=None):
     )
     server.start()
     host, port = server.address[:2]
-    print("chatwsgi serving on http://%s:%d (Ctrl-C stops)" % (host, port), flush=True)
+    print("chatwsgi serving on http://%s:%d as node %s (Ctrl-C stops)" % (host, port, node), flush=True)
     stopping = gevent.event.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopping.set)

@@ -47,13 +47,15 @@ class ChatMiddleware:
         burst=10,
         announce_limit=200,
         node="local",
+        backplane=None,
         service=None,
     ):
         self.app = app
         self.resource = resource
         self.node = node
+        self.stopping = False
         self.service = service or ChatService(
-            Chat(history_size=history, max_chars=max_message_chars),
+            Chat(history_size=history, max_chars=max_message_chars, backplane=backplane),
             rate=rate,
             burst=burst,
             announce_limit=announce_limit,
@@ -79,17 +81,22 @@ class ChatMiddleware:
         return []
 
     def health(self, environ, start_response):
-        """A JSON health answer: node id, chat size, sessions by transport."""
+        """A JSON health answer: node id, backplane state, connections here by transport.
+
+        503 once the node is stopping, so a load balancer sends no one new to it. A
+        backplane outage leaves it 200: every node shares the outage, and a node that is
+        up still answers its clients with clear errors and recovers on its own.
+        """
         sessions = environ.get("chatwsgi.sessions")
         body = {
-            "status": "ok",
+            "status": "stopping" if self.stopping else "ok",
             "node": self.node,
-            "backplane": "local",
+            "backplane": self.service.backplane.state(),
             "members": len(self.service.chat.members),
-            "rooms": len(self.service.chat.rooms),
             "sessions": sessions() if sessions else None,
         }
         response = Response(json.dumps(body), content_type="application/json", charset="utf-8")
+        response.status = 503 if self.stopping else 200
         response.cache_control = "no-store"
         return response(environ, start_response)
 

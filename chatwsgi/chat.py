@@ -1,18 +1,19 @@
 """Chat state and its rules: nicknames, rooms, rosters, history, message shapes.
 
-Pure: plain data in, plain data out, no I/O. A *member* is any hashable key the
-caller uses for one connection (the server uses the session id).
+Pure: plain data in, plain data out, no I/O of its own. A *member* is the key the
+caller uses for one connection (the server uses the session id, unique in a cluster);
+what members share with other nodes (nickname owners, rosters, history) is the
+backplane's (``backplane.py``).
 """
 
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from chatwsgi.backplane import LocalBackplane
 from chatwsgi.errors import ChatError
 
-DEFAULT_ROOM = "lobby"
 NICKNAME_MAX = 32
 ROOM_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -68,95 +69,6 @@ def clean_epoch(raw):
     raise ChatError("bad_epoch", "'epoch' must be the text the server sent.")
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One stored chat message."""
-
-    room: str
-    seq: int
-    id: str
-    author: str
-    text: str
-    ts: float
-
-    def as_dict(self):
-        """The shape clients receive."""
-        return {
-            "room": self.room,
-            "seq": self.seq,
-            "id": self.id,
-            "author": self.author,
-            "text": self.text,
-            "ts": self.ts,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUp:
-    """Messages after a sequence number; ``complete`` is False when history lost some.
-
-    ``epoch`` names this history: sequence numbers restart in a new one (a restarted
-    in-memory server), so a client's ``after`` only means something with its epoch.
-    """
-
-    room: str
-    messages: tuple
-    complete: bool
-    epoch: str = ""
-
-    def as_dict(self):
-        """The shape clients receive."""
-        return {
-            "room": self.room,
-            "messages": [m.as_dict() for m in self.messages],
-            "complete": self.complete,
-            "epoch": self.epoch,
-        }
-
-
-class Room:
-    """Members, bounded history and per-room sequence numbers of one room."""
-
-    def __init__(self, name, history_size, remembered_ids=1000, epoch=""):
-        self.name = name
-        self.epoch = epoch
-        self.members = {}  # member -> nickname, in join order
-        self.history = deque(maxlen=history_size)
-        self.last_seq = 0
-        self._stored_ids = OrderedDict()  # (author folded, id) -> Message
-        self._remembered_ids = max(remembered_ids, history_size)
-
-    def roster(self):
-        """Nicknames of the members, sorted case-insensitively."""
-        return sorted(self.members.values(), key=str.casefold)
-
-    def post(self, author, message_id, text, ts):
-        """Store a message once per (author, id); return (message, created)."""
-        key = (author.casefold(), message_id)
-        if key in self._stored_ids:
-            return self._stored_ids[key], False
-        self.last_seq += 1
-        message = Message(self.name, self.last_seq, message_id, author, text, ts)
-        self.history.append(message)
-        self._stored_ids[key] = message
-        if len(self._stored_ids) > self._remembered_ids:
-            self._stored_ids.popitem(last=False)
-        return message, True
-
-    def after(self, seq, epoch=None):
-        """Messages with a sequence number above ``seq`` that history still holds."""
-        if seq > self.last_seq or (epoch is not None and epoch != self.epoch):
-            # The client saw a history this room no longer has (the server restarted).
-            return CatchUp(self.name, tuple(self.history), False, self.epoch)
-        messages = tuple(m for m in self.history if m.seq > seq)
-        oldest = self.history[0].seq if self.history else self.last_seq + 1
-        return CatchUp(self.name, messages, seq >= oldest - 1, self.epoch)
-
-    def recent(self):
-        """The whole of history, as sent on a join without ``after``."""
-        return CatchUp(self.name, tuple(self.history), True, self.epoch)
-
-
 @dataclass(slots=True)
 class Member:
     """One connection's identity: its nickname, reclaim token and rooms."""
@@ -178,7 +90,7 @@ class NicknameChange:
 
 
 class Chat:
-    """Every room, nickname and member of one chat server."""
+    """This node's connections and the chat's rules, over a backplane holding the shared state."""
 
     def __init__(
         self,
@@ -189,17 +101,16 @@ class Chat:
         clock=time.time,
         new_token=lambda: secrets.token_urlsafe(16),
         new_epoch=lambda: secrets.token_urlsafe(6),
+        backplane=None,
     ):
-        self.history_size = history_size
         self.max_chars = max_chars
-        self.max_rooms = max_rooms
         self.max_rooms_per_member = max_rooms_per_member
         self.clock = clock
         self.new_token = new_token
-        self.new_epoch = new_epoch
-        self.rooms = {DEFAULT_ROOM: Room(DEFAULT_ROOM, history_size, epoch=new_epoch())}
-        self.members = {}
-        self._owners = {}  # folded nickname -> member
+        if backplane is None:
+            backplane = LocalBackplane(history_size, max_rooms, new_epoch)
+        self.backplane = backplane
+        self.members = {}  # this node's connections -> Member
 
     def connect(self, member):
         """Register a connection that has no nickname yet."""
@@ -216,27 +127,19 @@ class Chat:
         """Claim a nickname, unique case-insensitively; a matching token reclaims it."""
         nickname = clean_nickname(raw)
         state = self.members.setdefault(member, Member())
-        folded = nickname.casefold()
-        owner = self._owners.get(folded)
-        evicted = None
-        if owner is not None and owner != member:
-            if not token or token != self.members[owner].token:
-                raise ChatError("nickname_taken", "The nickname %r is taken." % nickname)
-            evicted = owner
+        state.token, evicted = self.backplane.claim(nickname, member, token, self.new_token)
         evicted_rooms = []
-        if evicted is not None:
+        if evicted in self.members:
             # The same person reconnecting: the stale connection goes, its token stays.
-            state.token = self.members[evicted].token
             evicted_rooms = self.disconnect(evicted)[1]
-        elif not state.token or state.nickname.casefold() != folded:
-            state.token = self.new_token()
+        elif evicted is not None:
+            evicted_rooms = self.backplane.evict(evicted)  # it was connected to another node
         previous = state.nickname
-        if previous:
-            self._owners.pop(previous.casefold(), None)
-        self._owners[folded] = member
+        if previous and previous.casefold() != nickname.casefold():
+            self.backplane.release(previous, member)
         state.nickname = nickname
-        for room in state.rooms:
-            self.rooms[room].members[member] = nickname
+        for room in sorted(state.rooms):
+            self.backplane.rename(room, member, nickname)
         return NicknameChange(nickname, state.token, previous, evicted, tuple(evicted_rooms))
 
     def join(self, member, raw_room, after=None, epoch=None):
@@ -248,79 +151,74 @@ class Chat:
         state = self.members[member]
         if name not in state.rooms and len(state.rooms) >= self.max_rooms_per_member:
             raise ChatError("too_many_rooms", "Leave a room before joining another.")
-        room = self._room(name)
-        newly = member not in room.members
-        room.members[member] = nickname
+        newly = self.backplane.enter(name, member, nickname)
         state.rooms.add(name)
-        history = room.recent() if after is None else room.after(after, epoch)
-        return history, newly
-
-    def _room(self, name):
-        if name not in self.rooms:
-            if len(self.rooms) >= self.max_rooms and not self._drop_an_empty_room():
-                raise ChatError("too_many_rooms", "The server holds no more rooms.")
-            self.rooms[name] = Room(name, self.history_size, epoch=self.new_epoch())
-        return self.rooms[name]
-
-    def _drop_an_empty_room(self):
-        for name, room in self.rooms.items():
-            if not room.members and name != DEFAULT_ROOM:
-                del self.rooms[name]
-                return True
-        return False
+        return self.backplane.history(name, after, epoch), newly
 
     def joined_room(self, member, raw_room):
-        """The room named ``raw_room``; ChatError('not_in_room') unless the member is in it."""
+        """The name of room ``raw_room``; ChatError('not_in_room') unless the member is in it."""
         name = clean_room_name(raw_room)
         if name not in self.members.get(member, Member()).rooms:
             raise ChatError("not_in_room", "Join the room %r first." % name)
-        return self.rooms[name]
+        return name
 
     def leave(self, member, raw_room):
         """Leave a room; return its name."""
-        room = self.joined_room(member, raw_room)
-        del room.members[member]
-        self.members[member].rooms.discard(room.name)
-        return room.name
+        name = self.joined_room(member, raw_room)
+        self.members[member].rooms.discard(name)
+        self.backplane.exit(name, member)
+        return name
 
     def post(self, member, raw_room, message_id, text):
         """Store a message in a joined room; return (message, created)."""
         nickname = self.nickname_of(member)
-        room = self.joined_room(member, raw_room)
+        name = self.joined_room(member, raw_room)
         message_id = clean_message_id(message_id)
         text = clean_text(text, self.max_chars)
-        return room.post(nickname, message_id, text, self.clock())
+        return self.backplane.post(name, nickname, message_id, text, self.clock())
 
     def catch_up(self, member, raw_room, after, epoch=None):
         """Messages of a joined room after sequence number ``after`` (of history ``epoch``)."""
-        return self.joined_room(member, raw_room).after(clean_sequence(after), clean_epoch(epoch))
+        name = self.joined_room(member, raw_room)
+        return self.backplane.history(name, clean_sequence(after), clean_epoch(epoch))
 
     def typing(self, member, raw_room):
         """Check a typing notice; return (room name, nickname)."""
         nickname = self.nickname_of(member)
-        return self.joined_room(member, raw_room).name, nickname
+        return self.joined_room(member, raw_room), nickname
 
     def disconnect(self, member):
-        """Forget a connection; return (nickname, rooms it was in)."""
+        """Forget a connection; return (nickname, rooms whose roster it was still on)."""
         state = self.members.pop(member, None)
         if state is None:
             return "", []
-        rooms = sorted(state.rooms)
-        for name in rooms:
-            self.rooms[name].members.pop(member, None)
-        if state.nickname and self._owners.get(state.nickname.casefold()) == member:
-            del self._owners[state.nickname.casefold()]
-        return state.nickname, rooms
+        try:
+            return state.nickname, self.backplane.depart(member, state.nickname)
+        except ChatError:
+            return state.nickname, []  # backplane down: its restore departs what is left
+
+    def restore(self):
+        """Claim again each member's nickname and rooms (the backplane lost them); return the
+        members whose nickname someone else holds now."""
+        lost = []
+        for member, state in list(self.members.items()):
+            if not state.nickname:
+                continue
+            try:
+                self.backplane.claim(state.nickname, member, state.token, lambda t=state.token: t)
+            except ChatError as refusal:
+                if refusal.code != "nickname_taken":
+                    raise
+                lost.append(member)
+                continue
+            for room in sorted(state.rooms):
+                self.backplane.enter(room, member, state.nickname)
+        return lost
 
     def roster(self, name):
         """Nicknames in a room (empty for an unknown room)."""
-        room = self.rooms.get(name)
-        return room.roster() if room else []
+        return self.backplane.roster(name)
 
     def room_list(self):
         """Rooms with members, and the lobby, with member counts."""
-        return [
-            {"name": name, "count": len(room.members)}
-            for name, room in sorted(self.rooms.items())
-            if room.members or name == DEFAULT_ROOM
-        ]
+        return self.backplane.room_list()

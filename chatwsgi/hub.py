@@ -12,10 +12,12 @@ class LocalHub:
 
     def __init__(self):
         self._rooms = defaultdict(dict)  # room -> {member: sink}
+        self._joined = defaultdict(set)  # member -> rooms
 
     def subscribe(self, room, member, sink):
         """Deliver the room's frames to ``sink`` until unsubscribed."""
         self._rooms[room][member] = sink
+        self._joined[member].add(room)
 
     def unsubscribe(self, room, member):
         """Stop delivering the room's frames to ``member``."""
@@ -24,6 +26,16 @@ class LocalHub:
             members.pop(member, None)
             if not members:
                 del self._rooms[room]
+        rooms = self._joined.get(member)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._joined[member]
+
+    def drop(self, member):
+        """Stop delivering every room's frames to ``member``."""
+        for room in list(self._joined.get(member, ())):
+            self.unsubscribe(room, member)
 
     def publish(self, room, frame, exclude=None):
         """Hand one encoded frame to every member of ``room`` but ``exclude``."""

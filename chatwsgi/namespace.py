@@ -47,14 +47,11 @@ class ChatNamespace(CompatNamespace):
     def recv_connect(self):
         """The client opened the namespace: register it with no nickname yet."""
         self.connected_to_chat = True
-        self.service.connect(self.member, self.socket.put_client_msg)
+        self.service.connect(self.member, self.socket.put_client_msg, self.end_session)
 
     @answers
     def on_nickname(self, request):
-        ack, evicted = self.service.nickname(self.member, request)
-        if evicted is not None:
-            self.end_session(evicted)
-        return ack
+        return self.service.nickname(self.member, request)[0]
 
     @answers
     def on_join(self, request):
@@ -84,11 +81,9 @@ class ChatNamespace(CompatNamespace):
     def on_rooms(self, request):
         return self.service.rooms(self.member, request)
 
-    def end_session(self, session_id):
-        """Close another session of this server (a nickname reclaimed from it)."""
-        session = self.socket.server.sockets.get(session_id)
-        if session is not None:
-            session.kill(detach=True)
+    def end_session(self):
+        """Close this session (its nickname was reclaimed by a newer connection)."""
+        self.socket.kill(detach=True)
 
     def disconnect(self, silent=False):
         """Leave the chat once, whichever way the connection ended."""

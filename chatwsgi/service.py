@@ -7,7 +7,7 @@ method takes the member and the client's request object and returns the ack body
 import time
 
 from chatwsgi import protocol
-from chatwsgi.chat import Chat
+from chatwsgi.chat import Chat, clean_room_name
 from chatwsgi.errors import ChatError
 from chatwsgi.hub import LocalHub
 from chatwsgi.limits import TokenBucket
@@ -24,7 +24,11 @@ def _request(value):
 
 
 class ChatService:
-    """Shared by every connection of one app: the chat state, the fan-out and the limits."""
+    """Shared by every connection of one app: the chat state, the fan-out and the limits.
+
+    It is its backplane's listener: frames the backplane delivers (from this node or,
+    with Redis, from any node) go to this node's members through the hub.
+    """
 
     def __init__(
         self,
@@ -38,6 +42,8 @@ class ChatService:
         clock=time.monotonic,
     ):
         self.chat = chat if chat is not None else Chat()
+        self.backplane = self.chat.backplane
+        self.backplane.listener = self
         self.hub = hub if hub is not None else LocalHub()
         self.endpoint = endpoint
         self.rate, self.burst, self.typing_rate = rate, burst, typing_rate
@@ -46,16 +52,18 @@ class ChatService:
         # to everyone makes a room's filling up cost O(members squared) frames.
         self.announce_limit = announce_limit
         self._sinks = {}
+        self._closers = {}
         self._buckets = {}
 
     def frame(self, name, *args):
         """One encoded event for this chat's endpoint."""
         return protocol.event_frame(self.endpoint, name, *args)
 
-    def connect(self, member, sink):
-        """A new connection whose frames go to ``sink``."""
+    def connect(self, member, sink, close=None):
+        """A new connection whose frames go to ``sink``; ``close()`` ends it (when evicted)."""
         self.chat.connect(member)
         self._sinks[member] = sink
+        self._closers[member] = close
         self._buckets[member] = (
             TokenBucket(self.rate, self.burst, self.clock),
             TokenBucket(self.typing_rate, self.typing_rate * 2, self.clock),
@@ -66,6 +74,7 @@ class ChatService:
         request = _request(request)
         change = self.chat.set_nickname(member, request.get("nickname"), request.get("token"))
         if change.evicted is not None:
+            self.close(change.evicted)
             self._forget(change.evicted, change.evicted_rooms, change.nickname)
         if change.previous and change.previous != change.nickname:
             for room in sorted(self.chat.members[member].rooms):
@@ -76,10 +85,16 @@ class ChatService:
     def join(self, member, request):
         """Enter a room: history (or catch-up after ``after``) and roster in the ack."""
         request = _request(request)
-        history, newly = self.chat.join(
-            member, request.get("room"), request.get("after"), request.get("epoch")
-        )
-        self.hub.subscribe(history.room, member, self._sinks[member])
+        room = clean_room_name(request.get("room"))
+        # Subscribed before history is read: a message stored meanwhile (on any node) then
+        # arrives live, maybe in the history too (clients drop repeats by id), never in neither.
+        self.hub.subscribe(room, member, self._sinks[member])
+        try:
+            history, newly = self.chat.join(member, room, request.get("after"), request.get("epoch"))
+        except ChatError:
+            if room not in self.chat.members[member].rooms:
+                self.hub.unsubscribe(room, member)
+            raise
         if newly:
             self._announce(history.room, "join", self.chat.nickname_of(member))
         ack = {"ok": True, "roster": self.chat.roster(history.room)}
@@ -97,9 +112,8 @@ class ChatService:
         """Store and broadcast a message once per id; ack {id, seq} after both."""
         request = _request(request)
         self._buckets[member][0].take()
-        message, created = self.chat.post(member, request.get("room"), request.get("id"), request.get("text"))
-        if created:
-            self.hub.publish(message.room, self.frame("message", message.as_dict()))
+        # Stored once per id; the backplane delivers it on every node, in sequence order.
+        message, _ = self.chat.post(member, request.get("room"), request.get("id"), request.get("text"))
         return {"ok": True, "id": message.id, "seq": message.seq}
 
     def typing(self, member, request):
@@ -109,7 +123,7 @@ class ChatService:
             self._buckets[member][1].take()
         except ChatError:
             return {"ok": False, "code": "rate_limited"}
-        self.hub.publish(room, self.frame("typing", {"room": room, "nickname": nickname}), member)
+        self.backplane.publish(room, self.frame("typing", {"room": room, "nickname": nickname}), member)
         return {"ok": True}
 
     def catch_up(self, member, request):
@@ -121,7 +135,7 @@ class ChatService:
     def roster(self, member, request):
         """Nicknames in a joined room."""
         request = _request(request)
-        room = self.chat.joined_room(member, request.get("room")).name
+        room = self.chat.joined_room(member, request.get("room"))
         return {"ok": True, "room": room, "members": self.chat.roster(room)}
 
     def rooms(self, member, request=None):
@@ -133,21 +147,51 @@ class ChatService:
         nickname, rooms = self.chat.disconnect(member)
         self._forget(member, rooms, nickname)
 
+    def close(self, member):
+        """End this node's connection ``member`` (its nickname was reclaimed elsewhere)."""
+        close = self._closers.get(member)
+        if close is not None:
+            close()
+
     def shutdown(self, message):
         """Tell every connected client the server is going away."""
         frame = self.frame("shutdown", {"message": message})
         for sink in list(self._sinks.values()):
             sink(frame)
 
+    # --- the backplane's listener ------------------------------------------------------------
+
+    def deliver(self, room, frame, exclude=None):
+        """A frame for the room's members on this node."""
+        self.hub.publish(room, frame, exclude)
+
+    def deliver_message(self, message):
+        """A stored message for the room's members on this node: encoded once here."""
+        self.hub.publish(message.room, self.frame("message", message.as_dict()))
+
+    def restore(self):
+        """The backplane is back after an outage: reclaim what this node's members held.
+
+        A member whose nickname another took meanwhile is closed. Returns the members here.
+        """
+        for member in self.chat.restore():
+            self.close(member)
+        return set(self.chat.members)
+
+    def left(self, room, nickname):
+        """A member of a node that died was taken off the room's roster."""
+        self._announce(room, "leave", nickname)
+
     def _forget(self, member, rooms, nickname):
         self._sinks.pop(member, None)
+        self._closers.pop(member, None)
         self._buckets.pop(member, None)
+        self.hub.drop(member)
         for room in rooms:
-            self.hub.unsubscribe(room, member)
             self._announce(room, "leave", nickname)
 
     def _announce(self, room, kind, nickname, **extra):
-        count = len(self.chat.rooms[room].members)
+        count = self.backplane.count(room)
         if kind in ("join", "leave") and count > self.announce_limit:
             return
         notice = {
@@ -158,4 +202,4 @@ class ChatService:
             "ts": self.chat.clock(),
         }
         notice.update(extra)
-        self.hub.publish(room, self.frame("announce", notice))
+        self.backplane.publish(room, self.frame("announce", notice))

@@ -164,7 +164,9 @@
     var sent = emit('message', {room: next.room, id: next.id, text: next.text}, function (res) {
       if (sentIn !== epoch) return;
       inFlight = null;
-      if (res && res.code === 'rate_limited') {
+      // Not refusals of the message: too fast, or the cluster's store briefly down. The same
+      // id goes again later; the server stores it once however often it arrives.
+      if (res && (res.code === 'rate_limited' || res.code === 'unavailable')) {
         retryTimer = setTimeout(function () { retryTimer = null; flushOutbox(); }, 1000);
         return;
       }

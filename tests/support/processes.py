@@ -50,6 +50,8 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process.stdout.closed:  # stopped before
+            return self.process.returncode
         rest = self.process.stdout.read()
         self.output += rest or b""
         self.process.stdout.close()

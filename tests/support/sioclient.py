@@ -68,7 +68,7 @@ def read_response(sock):
 class WebSocketConnection:
     """A client-side RFC 6455 connection (masked frames) on a gevent socket."""
 
-    def __init__(self, address, path, origin=None, timeout=15):
+    def __init__(self, address, path, origin=None, timeout=15, headers=None):
         self.sock = socket.create_connection(address, timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
@@ -81,6 +81,7 @@ class WebSocketConnection:
         ]
         if origin:
             lines.append("Origin: " + origin)
+        lines.extend("%s: %s" % item for item in (headers or {}).items())
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
@@ -148,6 +149,7 @@ class SocketIOClient:
         self.close_code = None
         self.ws = None
         self.session_id = None
+        self.cookie = None  # a load balancer's stickiness cookie, sent back like a browser would
         self._next_id = 0
         self._greenlets = []
         self.jsonp_index = 0
@@ -155,12 +157,17 @@ class SocketIOClient:
     # Setup ---------------------------------------------------------------
 
     def headers(self):
-        return {"Origin": self.origin} if self.origin else {}
+        headers = {"Origin": self.origin} if self.origin else {}
+        if self.cookie:
+            headers["Cookie"] = self.cookie
+        return headers
 
     def handshake(self):
         """GET /socket.io/1/ and parse ``sid:heartbeat:close:transports``."""
         reply = http(self.address, "GET", "/socket.io/1/?t=%d" % time.time(), headers=self.headers())
         assert reply.status == 200, (reply.status, reply.body)
+        if "set-cookie" in reply.headers:
+            self.cookie = reply.headers["set-cookie"].split(";")[0]
         sid, heartbeat, close, transports = reply.text.split(":")
         self.session_id = sid
         return sid, int(heartbeat), int(close), transports.split(",")
@@ -175,7 +182,8 @@ class SocketIOClient:
         """Handshake, open the transport, connect the endpoint and wait for its echo."""
         self.handshake()
         if self.transport == "websocket":
-            self.ws = WebSocketConnection(self.address, self.transport_path(), self.origin)
+            headers = {"Cookie": self.cookie} if self.cookie else None
+            self.ws = WebSocketConnection(self.address, self.transport_path(), self.origin, headers=headers)
             assert self.ws.status == 101
             self._greenlets.append(gevent.spawn(self._ws_reader))
         else:

@@ -5,11 +5,7 @@ import itertools
 import pytest
 
 from chatwsgi.chat import (
-    DEFAULT_ROOM,
-    CatchUp,
     Chat,
-    Message,
-    Room,
     clean_message_id,
     clean_nickname,
     clean_room_name,
@@ -17,6 +13,7 @@ from chatwsgi.chat import (
     clean_text,
 )
 from chatwsgi.errors import ChatError
+from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Message, Room
 
 
 def make_chat(**settings):
@@ -232,7 +229,7 @@ def test_clean_room_name_refuses(raw):
 def test_lobby_exists_from_the_start():
     chat = make_chat()
     assert DEFAULT_ROOM == "lobby"
-    assert list(chat.rooms) == ["lobby"]
+    assert list(chat.backplane.rooms) == ["lobby"]
     assert chat.room_list() == [{"name": "lobby", "count": 0}]
 
 
@@ -298,7 +295,7 @@ def test_max_rooms_per_member():
     chat = with_member(make_chat(max_rooms_per_member=2), "m1", "alice", "a", "b")
     refused("too_many_rooms", chat.join, "m1", "c")
     assert chat.members["m1"].rooms == {"a", "b"}
-    assert "c" not in chat.rooms
+    assert "c" not in chat.backplane.rooms
     # Re-joining a room already joined is fine, and leaving makes space.
     assert chat.join("m1", "a")[1] is False
     chat.leave("m1", "a")
@@ -308,22 +305,22 @@ def test_max_rooms_per_member():
 
 def test_max_rooms_drops_an_empty_room_to_make_space():
     chat = with_member(make_chat(max_rooms=3), "m1", "alice", "a", "b")
-    assert sorted(chat.rooms) == ["a", "b", "lobby"]
+    assert sorted(chat.backplane.rooms) == ["a", "b", "lobby"]
     chat.leave("m1", "a")
     chat.join("m1", "c")
-    assert sorted(chat.rooms) == ["b", "c", "lobby"]
+    assert sorted(chat.backplane.rooms) == ["b", "c", "lobby"]
 
 
 def test_max_rooms_never_drops_the_lobby_or_occupied_rooms():
     chat = with_member(make_chat(max_rooms=3), "m1", "alice", "a", "b")
     refused("too_many_rooms", chat.join, "m1", "c")
-    assert sorted(chat.rooms) == ["a", "b", "lobby"]
+    assert sorted(chat.backplane.rooms) == ["a", "b", "lobby"]
     assert chat.members["m1"].rooms == {"a", "b"}
     # Only the lobby is empty: still refused.
     chat.join("m1", "lobby")
     chat.leave("m1", "lobby")
     refused("too_many_rooms", chat.join, "m1", "c")
-    assert sorted(chat.rooms) == ["a", "b", "lobby"]
+    assert sorted(chat.backplane.rooms) == ["a", "b", "lobby"]
 
 
 def test_a_dropped_room_starts_over():
@@ -331,11 +328,11 @@ def test_a_dropped_room_starts_over():
     chat.post("m1", "a", "x", "hello")
     chat.leave("m1", "a")
     chat.join("m1", "b")
-    assert sorted(chat.rooms) == ["b", "lobby"]
+    assert sorted(chat.backplane.rooms) == ["b", "lobby"]
     chat.leave("m1", "b")
     history, _ = chat.join("m1", "a")
     assert history == CatchUp("a", (), True)
-    assert chat.rooms["a"].last_seq == 0
+    assert chat.backplane.rooms["a"].last_seq == 0
 
 
 def test_join_with_a_bad_after_changes_nothing():
@@ -370,15 +367,15 @@ def test_sequence_numbers_are_per_room():
     chat = with_member(make_chat(), "m1", "alice", "a", "b")
     seqs = [chat.post("m1", room, "id%d" % n, "t")[0].seq for n, room in enumerate("aabab")]
     assert seqs == [1, 2, 1, 3, 2]
-    assert (chat.rooms["a"].last_seq, chat.rooms["b"].last_seq) == (3, 2)
-    assert chat.rooms["lobby"].last_seq == 0
+    assert (chat.backplane.rooms["a"].last_seq, chat.backplane.rooms["b"].last_seq) == (3, 2)
+    assert chat.backplane.rooms["lobby"].last_seq == 0
 
 
 def test_history_keeps_the_last_history_size_messages():
     chat = with_member(make_chat(history_size=3), "m1", "alice", "lobby")
     for n in range(1, 6):
         chat.post("m1", "lobby", "id%d" % n, "text %d" % n)
-    history = chat.rooms["lobby"].history
+    history = chat.backplane.rooms["lobby"].history
     assert [m.seq for m in history] == [3, 4, 5]
     assert [m.text for m in history] == ["text 3", "text 4", "text 5"]
     recent, _ = chat.join("m1", "lobby")
@@ -394,8 +391,8 @@ def test_same_author_and_id_is_stored_once():
     assert (created, created_again) == (True, False)
     assert again is first
     assert (again.seq, again.text) == (1, "hello")
-    assert [m.id for m in chat.rooms["lobby"].history] == ["abc", "other"]
-    assert chat.rooms["lobby"].last_seq == 2
+    assert [m.id for m in chat.backplane.rooms["lobby"].history] == ["abc", "other"]
+    assert chat.backplane.rooms["lobby"].last_seq == 2
 
 
 def test_retry_after_a_reconnect_with_the_same_nickname_is_still_a_duplicate():
@@ -438,7 +435,7 @@ def test_text_exactly_max_chars_is_accepted_and_one_more_is_too_long(max_chars):
     assert message.text == "x" * max_chars
     error = refused("too_long", chat.post, "m1", "lobby", "long", "x" * (max_chars + 1))
     assert str(max_chars) in error.message
-    assert chat.rooms["lobby"].last_seq == 1
+    assert chat.backplane.rooms["lobby"].last_seq == 1
 
 
 def test_text_length_counts_characters_not_bytes():
@@ -454,7 +451,7 @@ def test_text_is_kept_as_sent():
 def test_empty_or_non_text_message_is_refused(text):
     chat = with_member(make_chat(), "m1", "alice", "lobby")
     refused("empty_message", chat.post, "m1", "lobby", "id", text)
-    assert chat.rooms["lobby"].last_seq == 0
+    assert chat.backplane.rooms["lobby"].last_seq == 0
 
 
 @pytest.mark.parametrize("message_id", ["a", "A-z_0.9:x", "x" * 64, "2024-01-01T00:00:00.1"])
@@ -469,7 +466,7 @@ def test_good_message_ids(message_id):
 def test_bad_message_ids(message_id):
     chat = with_member(make_chat(), "m1", "alice", "lobby")
     refused("bad_id", chat.post, "m1", "lobby", message_id, "hello")
-    assert chat.rooms["lobby"].last_seq == 0
+    assert chat.backplane.rooms["lobby"].last_seq == 0
 
 
 def test_post_needs_a_nickname():

@@ -1,0 +1,148 @@
+"""The backplane: chat state every node shares, and fan-out to every node's members.
+
+``LocalBackplane`` is the single-process one, pure and in memory: what a Redis
+backplane (``redis_backplane.RedisBackplane``) keeps in Redis, with the same methods.
+
+Owners are connection ids (session ids), unique across a cluster. The backplane tells
+its *listener* (the ChatService) what to deliver: ``deliver_message(message)`` for a
+stored message and ``deliver(room, frame, exclude)`` for any other frame.
+"""
+
+import secrets
+
+from chatwsgi.errors import ChatError
+from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Room
+
+
+class NoListener:
+    """Delivers nothing: the listener of a backplane no service uses (unit tests of Chat)."""
+
+    def deliver(self, room, frame, exclude=None):
+        pass
+
+    def deliver_message(self, message):
+        pass
+
+
+class LocalBackplane:
+    """Nicknames, rosters and history of one process, kept in memory."""
+
+    name = "local"
+
+    def __init__(self, history_size=15, max_rooms=1000, new_epoch=lambda: secrets.token_urlsafe(6)):
+        self.history_size = history_size
+        self.max_rooms = max_rooms
+        self.new_epoch = new_epoch
+        self.rooms = {DEFAULT_ROOM: Room(DEFAULT_ROOM, history_size, epoch=new_epoch())}
+        self.listener = NoListener()
+        self._nicknames = {}  # folded nickname -> (owner, token)
+        self._rooms_of = {}  # owner -> rooms whose roster holds it
+
+    def state(self):
+        """'local': this backplane cannot be down."""
+        return "local"
+
+    def claim(self, nickname, owner, token, new_token):
+        """Own ``nickname`` (unique case-insensitively); return (token, evicted owner or None).
+
+        The holder's token takes it over from a stale owner, who is returned as evicted.
+        """
+        folded = nickname.casefold()
+        holder = self._nicknames.get(folded)
+        evicted = None
+        if holder is None:
+            token = new_token()
+        elif holder[0] == owner:
+            token = holder[1]
+        elif token and token == holder[1]:
+            evicted = holder[0]
+        else:
+            raise ChatError("nickname_taken", "The nickname %r is taken." % nickname)
+        self._nicknames[folded] = (owner, token)
+        return token, evicted
+
+    def release(self, nickname, owner):
+        """Free ``nickname`` if ``owner`` still holds it."""
+        folded = nickname.casefold()
+        if self._nicknames.get(folded, (None,))[0] == owner:
+            del self._nicknames[folded]
+
+    def depart(self, owner, nickname=""):
+        """A connection ended: off every roster, its nickname freed; return the rooms it left."""
+        rooms = [name for name in sorted(self._rooms_of.get(owner, ())) if self.exit(name, owner)]
+        self._rooms_of.pop(owner, None)
+        if nickname:
+            self.release(nickname, owner)
+        return rooms
+
+    def evict(self, owner):
+        """Depart an owner that another node holds; in one process there is none."""
+        return []
+
+    def enter(self, name, owner, nickname):
+        """Put ``owner`` on the room's roster; return whether it was not on it before."""
+        room = self._room(name)
+        newly = owner not in room.members
+        room.members[owner] = nickname
+        self._rooms_of.setdefault(owner, set()).add(name)
+        return newly
+
+    def exit(self, name, owner):
+        """Take ``owner`` off the room's roster; return whether it was on it."""
+        self._rooms_of.get(owner, set()).discard(name)
+        room = self.rooms.get(name)
+        return room is not None and room.members.pop(owner, None) is not None
+
+    def rename(self, name, owner, nickname):
+        """Show ``owner`` under its new nickname in the room's roster."""
+        self.rooms[name].members[owner] = nickname
+
+    def roster(self, name):
+        """Nicknames in a room, sorted case-insensitively (empty for an unknown room)."""
+        room = self.rooms.get(name)
+        return room.roster() if room else []
+
+    def count(self, name):
+        """How many members a room has."""
+        room = self.rooms.get(name)
+        return len(room.members) if room else 0
+
+    def room_list(self):
+        """Rooms with members, and the lobby, with member counts."""
+        return [
+            {"name": name, "count": len(room.members)}
+            for name, room in sorted(self.rooms.items())
+            if room.members or name == DEFAULT_ROOM
+        ]
+
+    def post(self, name, author, message_id, text, ts):
+        """Store a message once per (author, id) and deliver it; return (message, created)."""
+        message, created = self.rooms[name].post(author, message_id, text, ts)
+        if created:
+            self.listener.deliver_message(message)
+        return message, created
+
+    def history(self, name, after=None, epoch=None):
+        """The room's history, or the part after sequence number ``after`` of history ``epoch``."""
+        room = self.rooms.get(name)
+        if room is None:
+            return CatchUp(name, (), True)
+        return room.recent() if after is None else room.after(after, epoch)
+
+    def publish(self, name, frame, exclude=None):
+        """Deliver a frame to the room's members but ``exclude``."""
+        self.listener.deliver(name, frame, exclude)
+
+    def _room(self, name):
+        if name not in self.rooms:
+            if len(self.rooms) >= self.max_rooms and not self._drop_an_empty_room():
+                raise ChatError("too_many_rooms", "The server holds no more rooms.")
+            self.rooms[name] = Room(name, self.history_size, epoch=self.new_epoch())
+        return self.rooms[name]
+
+    def _drop_an_empty_room(self):
+        for name, room in self.rooms.items():
+            if not room.members and name != DEFAULT_ROOM:
+                del self.rooms[name]
+                return True
+        return False

@@ -1,0 +1,353 @@
+"""One contract, two backplanes: LocalBackplane (in memory) and RedisBackplane (a real redis-server).
+
+Every contract test runs against both with identical assertions. The Redis backplane is
+used without ``start()`` (no subscriber, no keeper: this process is not monkey-patched),
+so its fan-out is not observed here; each Redis test gets a fresh key prefix.
+"""
+
+import uuid
+
+import pytest
+
+from chatwsgi.backplane import LocalBackplane
+from chatwsgi.errors import ChatError
+from chatwsgi.redis_backplane import RedisBackplane
+from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, catch_up
+from tests.support.cluster import RedisServer
+
+pytestmark = pytest.mark.live
+
+
+class Recorder:
+    """A backplane listener that records what it is told."""
+
+    def __init__(self):
+        self.calls = []
+
+    def deliver(self, room, frame, exclude=None):
+        self.calls.append(("deliver", room, frame, exclude))
+
+    def deliver_message(self, message):
+        self.calls.append(("deliver_message", message))
+
+    def left(self, room, nickname):
+        self.calls.append(("left", room, nickname))
+
+    def close(self, owner):
+        self.calls.append(("close", owner))
+
+    def restore(self):
+        self.calls.append(("restore",))
+        return set()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_backplane(redis_server):
+    """make(kind, prefix=None): a backplane with a recording listener, closed after the test."""
+    made = []
+
+    def make(kind, prefix=None):
+        if kind == "local":
+            backplane = LocalBackplane(history_size=3, max_rooms=4, new_epoch=lambda: uuid.uuid4().hex[:8])
+        else:
+            prefix = prefix or "test-%s:" % uuid.uuid4().hex
+            backplane = RedisBackplane(redis_server.url, "t1", history_size=3, max_rooms=4, prefix=prefix)
+        backplane.listener = Recorder()
+        made.append(backplane)
+        return backplane
+
+    yield make
+    for backplane in made:
+        if backplane.name == "redis":
+            backplane.redis.close()
+            backplane.subscriber.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+def backplane(request, make_backplane):
+    return make_backplane(request.param)
+
+
+def token(value):
+    """A new_token function returning ``value``."""
+    return lambda: value
+
+
+def post_many(backplane, room, count):
+    """Post messages m1..m<count> by alice; return them."""
+    return [backplane.post(room, "alice", "m%d" % n, "t%d" % n, 1000.0 + n)[0] for n in range(1, count + 1)]
+
+
+# --- nicknames -------------------------------------------------------------------------------
+
+
+def test_claim_a_free_nickname_makes_a_token(backplane):
+    assert backplane.claim("alice", "A", None, token("t1")) == ("t1", None)
+
+
+def test_claim_again_by_its_owner_keeps_the_token(backplane):
+    backplane.claim("alice", "A", None, token("t1"))
+    assert backplane.claim("alice", "A", None, token("t2")) == ("t1", None)
+
+
+@pytest.mark.parametrize("other", ["alice", "Alice", "ALICE"])
+@pytest.mark.parametrize("offered", [None, "", "wrong"])
+def test_claim_by_another_owner_without_the_token_is_refused(backplane, other, offered):
+    backplane.claim("alice", "A", None, token("t1"))
+    with pytest.raises(ChatError) as refusal:
+        backplane.claim(other, "B", offered, token("t2"))
+    assert refusal.value.code == "nickname_taken"
+
+
+def test_claim_with_the_token_takes_it_over_and_evicts_the_old_owner(backplane):
+    backplane.claim("alice", "A", None, token("t1"))
+    assert backplane.claim("Alice", "B", "t1", token("t2")) == ("t1", "A")
+    with pytest.raises(ChatError):
+        backplane.claim("alice", "A", None, token("t3"))
+
+
+def test_release_frees_a_nickname_only_for_its_holder(backplane):
+    backplane.claim("alice", "A", None, token("t1"))
+    backplane.release("alice", "B")
+    with pytest.raises(ChatError):
+        backplane.claim("alice", "B", None, token("t2"))
+    backplane.release("ALICE", "A")
+    assert backplane.claim("alice", "B", None, token("t2")) == ("t2", None)
+
+
+# --- rosters ---------------------------------------------------------------------------------
+
+
+def test_enter_is_new_only_the_first_time(backplane):
+    assert backplane.enter("den", "A", "alice") is True
+    assert backplane.enter("den", "A", "alice") is False
+    assert backplane.count("den") == 1
+
+
+def test_roster_is_sorted_case_insensitively(backplane):
+    for owner, nickname in [("A", "carol"), ("B", "Alice"), ("C", "bob")]:
+        backplane.enter("den", owner, nickname)
+    assert backplane.roster("den") == ["Alice", "bob", "carol"]
+    assert backplane.count("den") == 3
+    assert (backplane.roster("nowhere"), backplane.count("nowhere")) == ([], 0)
+
+
+def test_rename_changes_the_roster_entry(backplane):
+    backplane.enter("den", "A", "alice")
+    backplane.enter("den", "B", "bob")
+    backplane.rename("den", "A", "zed")
+    assert backplane.roster("den") == ["bob", "zed"]
+    assert backplane.count("den") == 2
+
+
+def test_exit_is_true_only_while_on_the_roster(backplane):
+    backplane.enter("den", "A", "alice")
+    assert backplane.exit("den", "A") is True
+    assert backplane.exit("den", "A") is False
+    assert (backplane.roster("den"), backplane.count("den")) == ([], 0)
+
+
+def test_room_list_always_has_the_lobby(backplane):
+    assert backplane.room_list() == [{"name": DEFAULT_ROOM, "count": 0}]
+
+
+def test_room_list_counts_members_and_drops_emptied_rooms(backplane):
+    backplane.enter("zoo", "A", "alice")
+    backplane.enter("zoo", "B", "bob")
+    backplane.enter("den", "A", "alice")
+    backplane.enter(DEFAULT_ROOM, "B", "bob")
+    assert backplane.room_list() == [
+        {"name": "den", "count": 1},
+        {"name": DEFAULT_ROOM, "count": 1},
+        {"name": "zoo", "count": 2},
+    ]
+    backplane.exit("den", "A")
+    backplane.exit(DEFAULT_ROOM, "B")
+    assert backplane.room_list() == [{"name": DEFAULT_ROOM, "count": 0}, {"name": "zoo", "count": 2}]
+
+
+def test_max_rooms_counts_the_lobby(backplane):
+    for room in [DEFAULT_ROOM, "r1", "r2", "r3"]:
+        backplane.enter(room, "A", "alice")
+    with pytest.raises(ChatError) as refusal:
+        backplane.enter("r4", "A", "alice")
+    assert refusal.value.code == "too_many_rooms"
+    backplane.enter("r1", "B", "bob")  # a room already held is no new room
+
+
+def test_an_emptied_room_makes_way_for_a_new_one(backplane):
+    for room in [DEFAULT_ROOM, "r1", "r2", "r3"]:
+        backplane.enter(room, "A", "alice")
+    backplane.exit("r2", "A")
+    assert backplane.enter("r4", "A", "alice") is True
+    assert [entry["name"] for entry in backplane.room_list()] == [DEFAULT_ROOM, "r1", "r3", "r4"]
+
+
+def test_max_rooms_counts_the_lobby_before_anyone_enters_it(backplane):
+    for room in ["r1", "r2", "r3"]:
+        backplane.enter(room, "A", "alice")
+    with pytest.raises(ChatError):
+        backplane.enter("r4", "A", "alice")
+
+
+# --- departing and evicting --------------------------------------------------------------------
+
+
+def test_depart_takes_the_owner_off_every_roster_and_frees_its_nickname(backplane):
+    backplane.claim("alice", "A", None, token("t1"))
+    for room in ["zoo", DEFAULT_ROOM, "den"]:
+        backplane.enter(room, "A", "alice")
+    backplane.enter("den", "B", "bob")
+    assert sorted(backplane.depart("A", "alice")) == ["den", DEFAULT_ROOM, "zoo"]
+    assert [backplane.roster(room) for room in ["zoo", DEFAULT_ROOM, "den"]] == [[], [], ["bob"]]
+    assert backplane.claim("Alice", "B", None, token("t2")) == ("t2", None)
+    assert backplane.depart("A", "alice") == []
+
+
+def test_depart_returns_its_rooms_sorted(backplane):
+    backplane.claim("alice", "A", None, token("t1"))
+    for room in ["zoo", "alpha", DEFAULT_ROOM, "mid"]:
+        backplane.enter(room, "A", "alice")
+    assert backplane.depart("A", "alice") == ["alpha", DEFAULT_ROOM, "mid", "zoo"]
+
+
+def test_depart_of_a_taken_over_owner_leaves_the_nickname_to_its_new_holder(backplane):
+    backplane.claim("alice", "A", None, token("t1"))
+    backplane.claim("alice", "B", "t1", token("t2"))
+    backplane.depart("A", "alice")
+    assert backplane.claim("alice", "B", None, token("t3")) == ("t1", None)
+    with pytest.raises(ChatError):
+        backplane.claim("alice", "C", None, token("t4"))
+
+
+def taken_over(backplane):
+    """Owner A (alice, in den and zoo) taken over by owner B with A's token."""
+    backplane.claim("alice", "A", None, token("t1"))
+    backplane.enter("den", "A", "alice")
+    backplane.enter("zoo", "A", "alice")
+    assert backplane.claim("alice", "B", "t1", token("t2")) == ("t1", "A")
+
+
+def test_evict_does_nothing_in_one_process(make_backplane):
+    backplane = make_backplane("local")
+    taken_over(backplane)
+    assert backplane.evict("A") == []
+    assert backplane.roster("den") == ["alice"]  # Chat departs a local owner itself
+
+
+def test_evict_departs_an_owner_of_another_node(make_backplane):
+    backplane = make_backplane("redis")
+    taken_over(backplane)
+    assert sorted(backplane.evict("A")) == ["den", "zoo"]
+    assert (backplane.roster("den"), backplane.roster("zoo")) == ([], [])
+    assert backplane.claim("alice", "B", None, token("t3")) == ("t1", None)
+    assert backplane.evict("A") == []
+
+
+# --- messages and history ----------------------------------------------------------------------
+
+
+def test_post_numbers_messages_per_room(backplane):
+    for room in ["den", "zoo"]:
+        backplane.enter(room, "A", "alice")
+    assert [m.seq for m in post_many(backplane, "den", 3)] == [1, 2, 3]
+    assert [m.seq for m in post_many(backplane, "zoo", 2)] == [1, 2]
+
+
+def test_post_returns_the_stored_message(backplane):
+    backplane.enter("den", "A", "alice")
+    message, created = backplane.post("den", "alice", "m1", "héllo 🎉", 1234.5)
+    assert created is True
+    assert message.as_dict() == {
+        "room": "den", "seq": 1, "id": "m1", "author": "alice", "text": "héllo 🎉", "ts": 1234.5,
+    }  # fmt: skip
+
+
+def test_post_again_with_the_same_author_and_id_stores_nothing(backplane):
+    backplane.enter("den", "A", "alice")
+    backplane.post("den", "alice", "m1", "first", 1.0)
+    message, created = backplane.post("den", "ALICE", "m1", "again", 2.0)
+    assert (message.seq, created) == (1, False)
+    assert [m.text for m in backplane.history("den").messages] == ["first"]
+    assert backplane.post("den", "bob", "m1", "bob's", 3.0)[0].seq == 2
+
+
+def test_history_keeps_the_last_messages_in_order(backplane):
+    backplane.enter("den", "A", "alice")
+    posted = post_many(backplane, "den", 5)
+    history = backplane.history("den")
+    assert isinstance(history, CatchUp)
+    assert (history.room, history.messages, history.complete) == ("den", tuple(posted[2:]), True)
+    assert isinstance(history.epoch, str) and history.epoch
+
+
+def test_history_epoch_is_stable(backplane):
+    backplane.enter("den", "A", "alice")
+    epoch = backplane.history("den").epoch
+    post_many(backplane, "den", 2)
+    assert backplane.history("den").epoch == epoch
+    assert backplane.history("den", 0, epoch).epoch == epoch
+
+
+@pytest.mark.parametrize(
+    "after, seqs, complete",
+    [(5, [], True), (3, [4, 5], True), (2, [3, 4, 5], True), (1, [3, 4, 5], False), (6, [3, 4, 5], False)],
+)
+def test_history_after_a_sequence_number(backplane, after, seqs, complete):
+    backplane.enter("den", "A", "alice")
+    post_many(backplane, "den", 5)
+    epoch = backplane.history("den").epoch
+    result = backplane.history("den", after, epoch)
+    assert ([m.seq for m in result.messages], result.complete, result.epoch) == (seqs, complete, epoch)
+
+
+@pytest.mark.parametrize("epoch", [None, "another-epoch"])
+def test_history_after_matches_catch_up(backplane, epoch):
+    backplane.enter("den", "A", "alice")
+    post_many(backplane, "den", 4)
+    whole = backplane.history("den")
+    for after in range(6):
+        expected = catch_up("den", whole.epoch, 4, whole.messages, after, epoch)
+        assert backplane.history("den", after, epoch) == expected
+
+
+def test_methods_take_keyword_arguments(backplane):
+    backplane.enter("den", "A", "alice")
+    post_many(backplane, "den", 2)
+    assert [m.seq for m in backplane.history("den", after=1, epoch=None).messages] == [2]
+
+
+def test_history_of_another_epoch_is_incomplete(backplane):
+    backplane.enter("den", "A", "alice")
+    post_many(backplane, "den", 2)
+    result = backplane.history("den", 2, "another-epoch")
+    assert ([m.seq for m in result.messages], result.complete) == ([1, 2], False)
+
+
+# --- one backplane's own behaviour -------------------------------------------------------------
+
+
+def test_local_delivers_new_messages_and_frames(make_backplane):
+    backplane = make_backplane("local")
+    backplane.enter("den", "A", "alice")
+    message, _ = backplane.post("den", "alice", "m1", "hi", 1.0)
+    backplane.post("den", "alice", "m1", "hi", 1.0)
+    backplane.publish("den", "frame", "A")
+    assert backplane.listener.calls == [("deliver_message", message), ("deliver", "den", "frame", "A")]
+
+
+def test_redis_messages_outlive_the_backplane_object(make_backplane):
+    first = make_backplane("redis")
+    first.enter("den", "A", "alice")
+    posted = post_many(first, "den", 4)
+    before = first.history("den")
+    after = make_backplane("redis", prefix=first.prefix).history("den")
+    assert after == before
+    assert after.messages == tuple(posted[1:])

@@ -9,6 +9,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,41 +25,61 @@ def program(name, fallback):
 
 
 def start(args, env=None):
-    """Start one part in the foreground process group of this script."""
+    """Start one part in a session of its own: Ctrl-C reaches only this script, which stops
+    the parts in order (HAProxy, then the nodes while Redis still answers, then Redis)."""
     print("+", " ".join(str(a) for a in args), flush=True)
-    return subprocess.Popen([str(a) for a in args], env=dict(os.environ, **(env or {})))
+    return subprocess.Popen(
+        [str(a) for a in args], env=dict(os.environ, **(env or {})), start_new_session=True
+    )
+
+
+def wait_for_port(port, seconds=20.0):
+    """Return once 127.0.0.1:``port`` accepts connections (or raise after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("nothing listens on 127.0.0.1:%d" % port) from None
+            time.sleep(0.1)
 
 
 def parse_args(argv):
-    """Ports for the load balancer, its two nodes and Redis."""
+    """Ports for the load balancer (its nodes take the next two) and Redis; Redis's data."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080, help="HAProxy's port")
     parser.add_argument("--redis-port", type=int, default=6390)
+    parser.add_argument("--data", type=Path, default=DATA, help="Redis's data directory")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     """Start the parts, wait for Ctrl-C (or any part to exit), stop them all."""
     args = parse_args(argv)
-    DATA.mkdir(parents=True, exist_ok=True)
+    args.data.mkdir(parents=True, exist_ok=True)
     redis_url = "redis://127.0.0.1:%d/0" % args.redis_port
     nodes = {"n1": args.port + 1, "n2": args.port + 2}
     parts = [
         start(
             [program("redis-server", "/usr/bin/redis-server"), "--bind", "127.0.0.1"]
-            + ["--port", args.redis_port, "--dir", DATA, "--appendonly", "yes", "--save", ""]
+            + ["--port", args.redis_port, "--dir", args.data, "--appendonly", "yes", "--save", ""]
         )
     ]
-    time.sleep(0.5)  # a human-facing launcher: a node that starts first retries Redis anyway
+    wait_for_port(args.redis_port)
     for name, port in nodes.items():
         parts.append(
             start([sys.executable, ROOT / "serve.py", "--port", port, "--redis", redis_url, "--node", name])
         )
+    for port in nodes.values():
+        wait_for_port(port)  # so HAProxy's first checks find every node up
     lb_env = {"CHATWSGI_LB_BIND": "127.0.0.1:%d" % args.port}
     lb_env.update({"CHATWSGI_NODE%d" % i: "127.0.0.1:%d" % p for i, p in enumerate(nodes.values(), 1)})
     parts.append(
         start([program("haproxy", "/usr/sbin/haproxy"), "-db", "-f", ROOT / "deploy" / "haproxy.cfg"], lb_env)
     )
+    wait_for_port(args.port)
     print(
         "chatwsgi cluster on http://127.0.0.1:%d (nodes %s; Ctrl-C stops all)" % (args.port, nodes),
         flush=True,
@@ -71,7 +92,6 @@ def main(argv=None):
     for part in reversed(parts):
         if part.poll() is None:
             part.send_signal(signal.SIGTERM)
-    for part in parts:
         part.wait(10)
     return 0
 

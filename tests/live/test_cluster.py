@@ -175,7 +175,11 @@ def test_kill_9_a_node_loses_no_acknowledged_message(cluster):
     assert ghost_gone_after <= TTL + 1.0
     moved = [s for s in senders if s.clients[0].node == "n1"]
     assert moved and all(s.reconnects >= 1 and s.client.node == "n2" for s in moved)
-    print("kill -9: %d acked, every one received once by %d users" % (len(acked), len(senders) + 1))
+    print(
+        "kill -9: %d acked; each of %d users received all %d once; %d senders moved n1 -> n2; "
+        "ghost's leave announced %.2f s after the kill (ttl %.0f s)"
+        % (len(acked), len(senders) + 1, len(acked), len(moved), ghost_gone_after, TTL)
+    )
 
 
 def test_a_redis_outage_gives_errors_not_acks_then_service_resumes(cluster):

@@ -39,7 +39,14 @@ class LocalHub:
 
     def publish(self, room, frame, exclude=None):
         """Hand one encoded frame to every member of ``room`` but ``exclude``."""
-        for member, sink in list(self._rooms.get(room, {}).items()):
+        members = self._rooms.get(room)
+        if not members:
+            return
+        if exclude is None:
+            for sink in list(members.values()):
+                sink(frame)
+            return
+        for member, sink in list(members.items()):
             if member != exclude:
                 sink(frame)
 

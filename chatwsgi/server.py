@@ -23,6 +23,8 @@ SESSION_DEFAULTS = {
     "handshake_timeout": 30,
     "max_packet_bytes": 64 * 1024,
     "max_body_bytes": 1024 * 1024,
+    # A websocket client this far behind (bytes written but unread) is dropped.
+    "max_backlog_bytes": 1024 * 1024,
     "allowed_origins": (),
 }
 

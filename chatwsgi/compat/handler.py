@@ -102,7 +102,12 @@ class ChatHandler(SocketIOHandler):
         def no_response(status, headers, exc_info=None):
             return None
 
-        socket.wsgi_app_greenlet = gevent.spawn(self.application, self.environ, no_response)
+        if socket.is_websocket:
+            # Runs to its end at once (no receiver loop to wait on): packets are dispatched by
+            # this greenlet's reader, so a websocket session costs one greenlet, not four.
+            self.application(self.environ, no_response)
+        else:
+            socket.wsgi_app_greenlet = gevent.spawn(self.application, self.environ, no_response)
 
     def accept_websocket(self):
         """Do the RFC 6455 upgrade with gevent-websocket's handler, then cap frames (B16)."""

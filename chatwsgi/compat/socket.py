@@ -9,6 +9,7 @@ import logging
 import secrets
 import time
 
+from gevent.event import AsyncResult
 from gevent.queue import Empty
 from socketio.virtsocket import Socket
 
@@ -44,10 +45,13 @@ class ChatSocket(Socket):
         self.polls_open = 0
         self.returned = []  # B18: packets a failed poll write must not lose
         self.connection = None  # the TCP socket a websocket session lives on
+        self.writer = None  # a websocket session's FrameWriter: packets go straight out
 
     def kill(self, detach=False):
         """End the session; a websocket's TCP connection is shut so its reader wakes (B9)."""
         super().kill(detach=detach)
+        if self.writer is not None:
+            self.writer.close()
         connection, self.connection = self.connection, None
         if connection is not None:
             with contextlib.suppress(OSError):
@@ -56,9 +60,16 @@ class ChatSocket(Socket):
     # Inbound --------------------------------------------------------------
 
     def put_server_msg(self, msg):
-        """Queue one inbound packet; any traffic proves the client alive."""
+        """Take one inbound packet; any traffic proves the client alive.
+
+        A websocket session dispatches it at once in its reader's greenlet (packets are
+        read one at a time anyway); a polling session queues it for its receiver loop.
+        """
         self.last_seen = time.monotonic()
-        self.server_queue.put_nowait(msg)
+        if self.is_websocket:
+            self.handle_raw(msg)
+        else:
+            self.server_queue.put_nowait(msg)
 
     def receive_all(self, messages):
         """Queue inbound packets, refusing ones over the size cap or not text."""
@@ -75,6 +86,15 @@ class ChatSocket(Socket):
         self.last_seen = time.monotonic()
         limit = self.config["max_packet_bytes"]
         self.error("frame_too_large", "A packet has at most %d bytes." % limit, endpoint="")
+
+    def _spawn_receiver_loop(self):
+        """socketio_manage waits on this: a greenlet for polling, nothing to wait for on a
+        websocket (its reader dispatches, see put_server_msg)."""
+        if not self.is_websocket:
+            return super()._spawn_receiver_loop()
+        done = AsyncResult()
+        done.set()
+        return done
 
     def _receiver_loop(self):
         """Decode and dispatch inbound packets until the session ends (B3: per-packet errors)."""
@@ -132,8 +152,26 @@ class ChatSocket(Socket):
     # Outbound -------------------------------------------------------------
 
     def send_packet(self, pkt):
-        """Queue one packet for the client, encoded by our codec."""
+        """Send one packet to the client, encoded by our codec."""
         self.put_client_msg(protocol.encode_packet(pkt))
+
+    def put_client_msg(self, msg):
+        """One packet for the client: written now on a websocket, queued for the next poll."""
+        if self.writer is None:
+            self.client_queue.put_nowait(msg)
+        elif msg is not None:  # None is the library's end-of-session mark for a sender loop
+            self.writer.send(msg)
+
+    def attach_writer(self, writer):
+        """From now on packets go straight out through ``writer`` (queued ones first)."""
+        self.writer = writer
+        while self.client_queue.qsize():
+            self.put_client_msg(self.client_queue.get_nowait())
+
+    def drop_slow_consumer(self):
+        """The client reads slower than the chat writes: end its session, keep the memory."""
+        log.warning("session %s dropped: its unread backlog passed the limit", self.sessid)
+        self.kill(detach=True)
 
     def take_client_msgs(self, timeout):
         """Everything queued for one poll, waiting up to ``timeout`` for the first."""

@@ -11,7 +11,7 @@ from geventwebsocket import WebSocketError
 from socketio import transports
 
 from chatwsgi import protocol
-from chatwsgi.compat.websocket import TOO_LARGE
+from chatwsgi.compat.websocket import TOO_LARGE, FrameWriter
 
 log = logging.getLogger(__name__)
 
@@ -110,26 +110,14 @@ class JSONPPollingTransport(PollingTransport):
 
 
 class WebsocketTransport(transports.WebsocketTransport):
-    """websocket: a sender greenlet, and a reader that runs in the handler's greenlet."""
+    """websocket: packets written straight to the socket; the reader runs in the handler's greenlet."""
 
     def do_exchange(self, socket, request_method):
-        """Greet the client and start sending queued packets."""
+        """Greet the client, then send every packet through a FrameWriter (no sender greenlet)."""
         websocket = self.handler.environ["wsgi.websocket"]
         websocket.send(protocol.CONNECT)
-        socket.spawn(self.send_loop, socket, websocket)
-
-    def send_loop(self, socket, websocket):
-        """Write queued packets until the session ends or the socket dies (B15: quietly)."""
-        while True:
-            message = socket.get_client_msg()
-            if message is None:
-                return
-            try:
-                websocket.send(message)
-            except (WebSocketError, OSError) as error:
-                log.debug("websocket send failed for %s: %s", socket.sessid, error)
-                socket.kill(detach=True)
-                return
+        limit = self.config["max_backlog_bytes"]
+        socket.attach_writer(FrameWriter(self.handler.socket, limit, socket.drop_slow_consumer))
 
     def read_loop(self, socket, websocket):
         """Read packets until the websocket closes, then end the session at once (B9)."""

@@ -41,6 +41,15 @@ bench: $(VENV)/.bench-deps  ## chatwsgi vs python-socketio, Node socket.io and t
 	@command -v taskset >/dev/null || { echo "taskset (util-linux) is needed to pin cores"; exit 1; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+BENCH_CLUSTER_ARGS ?= --clients 10000 --reps 3 --messages 100
+
+.PHONY: bench-cluster
+bench-cluster: $(VENV)/.bench-deps  ## fan-out on 1 node in memory, 1 and 2 nodes on Redis (bench/cluster.py)
+	@command -v taskset >/dev/null || { echo "taskset (util-linux) is needed to pin cores"; exit 1; }
+	@command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || \
+		{ echo "redis-server is needed: make system-deps (or apt-get install redis-server)"; exit 1; }
+	$(BIN)/python bench/cluster.py $(BENCH_CLUSTER_ARGS)
+
 $(VENV)/.bench-deps: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $@ $(VENV)/.test-deps $(VENV)/.run-deps

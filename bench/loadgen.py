@@ -4,7 +4,10 @@ Speaks just enough of each protocol:
   sio09  Socket.IO 0.9 (chatwsgi; ``--naive`` for the stock BroadcastMixin baseline)
   sio5   Engine.IO 4 / Socket.IO 5 (python-socketio, Node socket.io)
 Frames are recognised by a byte marker, never JSON-decoded, so the clients cost far less
-than the server. Prints one JSON object with the measurements. Try:
+than the server. Prints one JSON object with the measurements. Options for a cluster
+(bench/cluster.py): ``--sender-port`` puts the sender on another node than the receivers,
+the ``ack`` scenario times emit-to-ack, ``--report-on-stdin`` lets a receivers-only process
+tell its delivery count. Try:
   python bench/loadgen.py --protocol sio09 --port 8080 --clients 100 --messages 10
 """
 
@@ -118,11 +121,14 @@ class Client:
 
     def __init__(self, options, index, counter):
         self.options, self.index, self.counter = options, index, counter
+        self.port = options.port
         self.ready = Event()
         self.conn = None
+        self.acks = None  # the ack scenario's sender: ack id -> (arrival time, ok)
+        self.acked = Event()
 
     def open(self):
-        port = self.options.port
+        port = self.port
         if self.options.protocol == "sio5":
             self.conn = Connection(port, "/socket.io/?EIO=4&transport=websocket")
             self.conn.send("40")
@@ -153,19 +159,33 @@ class Client:
                 conn.send("2::")
             elif payload.startswith(b"6::/chat:2+") or (self.options.naive and payload == b"1::/chat"):
                 self.ready.set()  # the join's ack (or, for the baseline, the namespace connect)
+            elif self.acks is not None and payload.startswith(b"6::/chat:"):
+                self.acks[payload[9 : payload.find(b"+", 9)]] = (time.perf_counter(), b'"ok":true' in payload)
+                self.acked.set()
         counter.closed += 1
 
-    def emit_chat(self, number):
-        """Send one chat message (the sender's job)."""
+    def emit_chat(self, number, room="bench"):
+        """Send one chat message (the sender's job); ``room`` only for chatwsgi."""
         if self.options.protocol == "sio5":
             self.conn.send('42["chat",{"n":%d,"t":"%s"}]' % (number, PAYLOAD_TEXT))
         elif self.options.naive:
             self.conn.send('5::/chat:{"name":"chat","args":[{"n":%d,"t":"%s"}]}' % (number, PAYLOAD_TEXT))
         else:
             self.conn.send(
-                '5:%d+:/chat:{"name":"message","args":[{"room":"bench","id":"%s-%d","text":"%s"}]}'
-                % (number + 10, RUN_ID, next(MESSAGE_NUMBERS), PAYLOAD_TEXT)
+                '5:%d+:/chat:{"name":"message","args":[{"room":"%s","id":"%s-%d","text":"%s"}]}'
+                % (number + 10, room, RUN_ID, next(MESSAGE_NUMBERS), PAYLOAD_TEXT)
             )
+
+    def wait_ack(self, ack_id, timeout):
+        """(arrival time, ok) of the ack with this id, or None after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while ack_id not in self.acks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.acked.clear()
+            self.acked.wait(remaining)
+        return self.acks.pop(ack_id)
 
 
 def handshake_09(port):
@@ -206,6 +226,8 @@ class Counter:
 def connect_all(options, counter):
     count = options.clients + (0 if options.receivers_only else 1)
     clients = [Client(options, options.first_index + i, counter) for i in range(count)]
+    if options.sender_port and not options.receivers_only:
+        clients[0].port = options.sender_port  # the sender on another node than its receivers
     for start in range(0, len(clients), options.batch):
         batch = clients[start : start + options.batch]
         gevent.joinall([gevent.spawn(c.open) for c in batch], raise_error=True)
@@ -223,6 +245,12 @@ def run(options):
     report({"phase": "connected", "clients": options.clients, "connect_seconds": elapsed_since(started)})
     if options.wait_stdin:
         sys.stdin.readline()  # the orchestrator reads the server's memory, then releases us
+    if options.receivers_only and options.report_on_stdin:
+        # Hold the receivers; each line on stdin asks for the deliveries so far, EOF ends.
+        read_line = gevent.get_hub().threadpool.apply
+        while read_line(sys.stdin.readline, ()):
+            report({"phase": "held", "clients": options.clients, "delivered": counter.count})
+        return
     if options.receivers_only:
         # One of several load generator processes: hold the receivers until stopped.
         while True:
@@ -293,6 +321,40 @@ def latency(options, sender, counter, receivers):
     }
 
 
+def ack(options, sender, counter, receivers):
+    """Emit to ack, one message at a time, in a room where the sender is alone (chatwsgi only).
+
+    The ack comes once the message is stored (with Redis: after the round trip to it), so
+    the difference between backplanes is what that storing costs the sender.
+    """
+    if options.protocol != "sio09" or options.naive:
+        raise SystemExit("the ack scenario needs chatwsgi (--protocol sio09, not --naive)")
+    sender.acks = {}
+    sender.conn.send('5:3+:/chat:{"name":"join","args":[{"room":"%s"}]}' % options.ack_room)
+    joined = sender.wait_ack(b"3", options.timeout)
+    if not (joined and joined[1]):
+        raise SystemExit("the sender could not join the ack room %r" % options.ack_room)
+    samples, failed = [], 0
+    for number in range(options.messages):
+        sent = time.perf_counter()
+        sender.emit_chat(number, options.ack_room)
+        acked = sender.wait_ack(b"%d" % (number + 10), options.timeout)
+        if acked is None:
+            break
+        samples.append((acked[0] - sent) * 1000)
+        failed += not acked[1]
+        # Its own copy of the message, so none arrives during the next scenario.
+        counter.wait_for(number + 1, options.timeout)
+        gevent.sleep(options.gap)
+    sender.acks = None
+    samples.sort()
+
+    def pick(q):
+        return round(samples[min(len(samples) - 1, int(q * len(samples)))], 3) if samples else None
+
+    return {"acks": len(samples), "failed": failed, "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
+
+
 def hold(options, sender, counter, receivers):
     """Capacity: keep every connection open with heartbeats; count the ones that drop."""
     server_cpu, started = cpu_seconds(options.server_pid), time.monotonic()
@@ -307,7 +369,7 @@ def hold(options, sender, counter, receivers):
     }
 
 
-SCENARIOS = {"fanout": fanout, "latency": latency, "hold": hold}
+SCENARIOS = {"fanout": fanout, "latency": latency, "hold": hold, "ack": ack}
 
 
 def parse(argv=None):
@@ -318,7 +380,7 @@ def parse(argv=None):
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--batch", type=int, default=100, help="connections opened at once")
-    parser.add_argument("--scenarios", default="fanout,latency", help="fanout, latency, hold")
+    parser.add_argument("--scenarios", default="fanout,latency", help="fanout, latency, hold, ack")
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--rate", type=float, default=1000.0, help="fanout: messages per second sent")
     parser.add_argument("--gap", type=float, default=0.01, help="latency: pause between broadcasts")
@@ -331,6 +393,15 @@ def parse(argv=None):
         "--first-index", type=int, default=0, help="nicknames start here (unique per process)"
     )
     parser.add_argument("--other-receivers", type=int, default=0, help="clients held by other processes")
+    parser.add_argument(
+        "--sender-port", type=int, default=0, help="the sender's server (another node), if not --port"
+    )
+    parser.add_argument("--ack-room", default="ack", help="ack: the room the sender is alone in")
+    parser.add_argument(
+        "--report-on-stdin",
+        action="store_true",
+        help="with --receivers-only, after the release: print the deliveries per stdin line, exit on EOF",
+    )
     return parser.parse_args(argv)
 
 

@@ -145,6 +145,7 @@ def one_run(name, size, options):
         baseline = server.rss_after_gc()
         # With --loadgens K, K-1 processes only hold receivers; the last one also sends and measures.
         share = size // options.loadgens
+        own = size - share * (options.loadgens - 1)
         for number in range(1, options.loadgens):
             helper = launch_loadgen(
                 server,
@@ -153,12 +154,11 @@ def one_run(name, size, options):
                 share,
                 "--receivers-only",
                 "--first-index",
-                number * share + 1,
+                own + 1 + (number - 1) * share,  # after the measuring process's own and its sender
                 core=1 + number % max(1, (os.cpu_count() or 2) - 1),
             )
             json.loads(helper.stdout.readline())  # connected
             helpers.append(helper)
-        own = size - share * len(helpers)
         loadgen = launch_loadgen(
             server,
             protocol,
@@ -172,6 +172,9 @@ def one_run(name, size, options):
             share * len(helpers),
         )
         connected, loaded = connect_and_weigh(server, loadgen)
+        for helper in helpers:  # they wait on stdin like the measuring one: release them to read
+            helper.stdin.write(b"\n")
+            helper.stdin.flush()
         phases = {p["phase"]: p for p in map(json.loads, loadgen.stdout.read().splitlines())}
         loadgen.wait(options.timeout * 4)
     finally:
@@ -237,7 +240,7 @@ FIGURES = [
 ]
 
 
-def medians(runs):
+def medians(runs, figures=FIGURES):
     """Median of each figure per (server, size); a run is invalid when the loadgen passed 80 % of its core."""
     table = {}
     for run in runs:
@@ -245,7 +248,7 @@ def medians(runs):
     summary = []
     for (name, size), group in sorted(table.items(), key=lambda item: (item[0][1], item[0][0])):
         row = {"server": name, "clients": size, "reps": len(group)}
-        for key, _ in FIGURES:
+        for key, _ in figures:
             values = [r[key] for r in group if r[key] is not None]
             row[key] = round(statistics.median(values), 3) if values else None
         row["valid"] = all(r["loadgen_core_share"] <= 0.8 and r["fanout_complete"] for r in group)

@@ -185,14 +185,18 @@ class RedisBackplane:
         self.channel = prefix + "fanout"
         self.node_channel = prefix + "node:" + self.node
         # Fail fast while Redis is down: a client gets an error in about a second, never a hang.
-        self.redis = redis.Redis.from_url(
+        # Greenlets share 64 connections and wait (up to 2 s) for a free one under a burst,
+        # such as every client of a dead node reconnecting here at once.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_timeout=2.0,
             socket_connect_timeout=1.0,
             retry=Retry(NoBackoff(), 0),
             max_connections=64,
+            timeout=2.0,
         )
+        self.redis = redis.Redis(connection_pool=pool)
         # The subscriber's connection waits for frames as long as it takes: no read timeout.
         self.subscriber = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)

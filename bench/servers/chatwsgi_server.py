@@ -1,14 +1,41 @@
-"""chatwsgi as shipped (make_app + make_server), logging off, the sender's rate limit lifted."""
+"""chatwsgi as shipped (make_app + make_server), logging off, the sender's rate limit lifted.
+
+With ``--redis URL --node NAME`` it is one node of a cluster (bench/cluster.py): the Redis
+backplane, started (after monkey-patching, as serve.py does) before it says 'ready'.
+"""
 
 from gevent import monkey
 
 monkey.patch_all()
 
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
 import gevent.event  # noqa: E402,F401
-from common import parse_port, serve  # noqa: E402
+from common import serve  # noqa: E402
 
 from chatwsgi import make_app, make_server  # noqa: E402
 
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--redis", default="", help="e.g. redis://127.0.0.1:6379/0 (default: in memory)")
+    parser.add_argument("--node", default="", help="this node's name in the cluster")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    app = make_app(rate=1e9, burst=10**9)
-    serve(make_server(app, port=parse_port(), transports=["websocket"]))
+    options = parse()
+    settings = dict(rate=1e9, burst=10**9)
+    if options.redis:
+        from chatwsgi.redis_backplane import RedisBackplane
+
+        backplane = RedisBackplane(options.redis, options.node or None)
+        app = make_app(node=backplane.node, backplane=backplane, **settings)
+        backplane.start()
+        if backplane.state() != "up":
+            sys.exit("no Redis at %s" % options.redis)
+    else:
+        app = make_app(**settings)
+    serve(make_server(app, port=options.port, transports=["websocket"]))

@@ -214,3 +214,13 @@ def test_redis_restarted_empty_gets_every_node_s_members_back(cluster):
     # History is gone with the data: a new epoch tells clients their seqs mean nothing now.
     rejoined = alice.call("join", {"room": "lobby", "after": 0, "epoch": alice.joined["epoch"]})
     assert rejoined["epoch"] != alice.joined["epoch"] and rejoined["complete"] is False
+
+
+def test_a_burst_of_clients_joining_one_node_at_once_all_get_in(cluster):
+    # More at once than the node's 64 Redis connections: greenlets wait for one, none fail.
+    node = cluster.nodes[0]
+    burst = [gevent.spawn(chatter, node.address, "burst%d" % n) for n in range(150)]
+    gevent.joinall(burst, timeout=30, raise_error=True)
+    cluster.clients.extend(greenlet.value for greenlet in burst)
+    assert len(burst[0].value.call("roster", {"room": "lobby"})["members"]) == 150
+    assert node.health()["backplane"] == "up"

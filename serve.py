@@ -64,7 +64,7 @@ def shut_down(server, app):
         app.service.backplane.stop()
     deadline = gevent.get_hub().loop.now() + 1.0
     while gevent.get_hub().loop.now() < deadline and any(
-        s.client_queue.qsize() for s in server.sockets.values()
+        session.has_unsent() for session in server.sockets.values()
     ):
         gevent.sleep(0.05)
     server.stop(timeout=SHUTDOWN_SECONDS / 2)

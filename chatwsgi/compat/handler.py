@@ -18,6 +18,16 @@ from chatwsgi.security import origin_allowed
 
 log = logging.getLogger(__name__)
 
+
+class NoBody:
+    """Stands in for a finished request's body reader (gevent discards what is unread)."""
+
+    def _discard(self):
+        pass
+
+
+NO_BODY = NoBody()
+
 TRANSPORTS = {
     "websocket": WebsocketTransport,
     "xhr-polling": PollingTransport,
@@ -30,6 +40,15 @@ class ChatHandler(SocketIOHandler):
 
     # B8, B12: advertise and accept only what current browsers can use.
     handler_types = TRANSPORTS
+
+    # Request state a websocket session keeps after the upgrade; the rest is dropped.
+    KEPT_ENVIRON = ("REMOTE_ADDR", "REMOTE_PORT", "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING")
+    KEPT_ENVIRON += ("HTTP_ORIGIN", "socketio", "wsgi.websocket")
+
+    def __init__(self, config, sock, address, server, rfile=None):
+        # A 512-byte read buffer, not 8 KiB: every idle websocket keeps its reader for
+        # life. Request lines and headers parse the same; larger reads bypass the buffer.
+        super().__init__(config, sock, address, server, rfile or sock.makefile("rb", 512))
 
     @property
     def logger(self):
@@ -92,6 +111,7 @@ class ChatHandler(SocketIOHandler):
         if not socket.connection_established:
             self.establish(socket)
         if is_websocket:
+            self.forget_request(socket)
             transport.read_loop(socket, self.websocket)
 
     def establish(self, socket):
@@ -108,6 +128,16 @@ class ChatHandler(SocketIOHandler):
             self.application(self.environ, no_response)
         else:
             socket.wsgi_app_greenlet = gevent.spawn(self.application, self.environ, no_response)
+
+    def forget_request(self, socket):
+        """Drop the HTTP request's state a websocket session no longer needs (memory per
+        idle connection): a small environ, no parsed headers, no request body reader."""
+        environ = {key: self.environ[key] for key in self.KEPT_ENVIRON if key in self.environ}
+        self.environ = socket.environ = self.websocket.environ = environ
+        for namespace in socket.active_ns.values():
+            namespace.environ = environ
+        self.headers = self.response_headers = None
+        self.wsgi_input = NO_BODY
 
     def accept_websocket(self):
         """Do the RFC 6455 upgrade with gevent-websocket's handler, then cap frames (B16)."""

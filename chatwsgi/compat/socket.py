@@ -9,8 +9,8 @@ import logging
 import secrets
 import time
 
-from gevent.event import AsyncResult
-from gevent.queue import Empty
+from gevent.event import AsyncResult, Event
+from gevent.queue import Empty, Queue
 from socketio.virtsocket import Socket
 
 from chatwsgi import protocol
@@ -35,8 +35,13 @@ def send_error(socket, error_name, error_message, endpoint, msg_id, quiet):
 class ChatSocket(Socket):
     """A session: queues, namespaces, liveness bookkeeping."""
 
+    # Made on first use: only polling sessions need them (memory per idle websocket).
+    LAZY = {"client_queue": Queue, "server_queue": Queue, "timeout": Event}
+
     def __init__(self, server, config, error_handler=None):
         super().__init__(server, config, error_handler or send_error)
+        for name in self.LAZY:
+            del self.__dict__[name]
         # B13: the session id is the only credential on polling URLs: make it unguessable.
         self.sessid = secrets.token_urlsafe(18)
         self.created = time.monotonic()
@@ -162,11 +167,26 @@ class ChatSocket(Socket):
         elif msg is not None:  # None is the library's end-of-session mark for a sender loop
             self.writer.send(msg)
 
+    def __getattr__(self, name):
+        factory = self.LAZY.get(name)
+        if factory is None:
+            raise AttributeError(name)
+        value = self.__dict__[name] = factory()
+        return value
+
     def attach_writer(self, writer):
         """From now on packets go straight out through ``writer`` (queued ones first)."""
         self.writer = writer
-        while self.client_queue.qsize():
-            self.put_client_msg(self.client_queue.get_nowait())
+        queued = self.__dict__.get("client_queue")
+        while queued is not None and queued.qsize():
+            self.put_client_msg(queued.get_nowait())
+
+    def has_unsent(self):
+        """Whether packets for the client still wait (to let them out before a shutdown)."""
+        if self.writer is not None:
+            return self.writer.has_unsent()
+        queued = self.__dict__.get("client_queue")
+        return bool(queued is not None and queued.qsize())
 
     def drop_slow_consumer(self):
         """The client reads slower than the chat writes: end its session, keep the memory."""

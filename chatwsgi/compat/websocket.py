@@ -134,14 +134,18 @@ class FrameWriter:
         self.connection = connection  # non-blocking underneath: gevent sockets are
         self.limit, self.on_slow = limit, on_slow
         self.corked = []
-        self.backlog = deque()
+        self.backlog = None  # a deque once the kernel refuses part of a write
         self.pending = 0  # bytes in the backlog
         self.flusher = None
 
     def close(self):
         """Write nothing more (the session ended; its file descriptor may be reused)."""
         self.connection = None
-        self.corked, self.backlog, self.pending = [], deque(), 0
+        self.corked, self.backlog, self.pending = [], None, 0
+
+    def has_unsent(self):
+        """Whether frames still wait to be written."""
+        return bool(self.corked or self.backlog)
 
     def fileno(self):
         """The socket's descriptor now; -1 once closed, never a number since reused."""
@@ -182,10 +186,12 @@ class FrameWriter:
             if written == len(data):
                 return
             data = data[written:]
+        if self.backlog is None:
+            self.backlog = deque()
         self.backlog.append(data)
         self.pending += len(data)
         if self.pending > self.limit:
-            self.backlog.clear()
+            self.backlog = None
             self.on_slow()
         elif self.flusher is None:
             self.flusher = gevent.spawn(self._flush)
@@ -202,6 +208,6 @@ class FrameWriter:
                 else:
                     self.backlog[0] = data[written:]
         except (OSError, ValueError):  # closed: no descriptor to wait on or write to
-            self.backlog.clear()
+            self.backlog = None
         finally:
             self.flusher = None

@@ -12,7 +12,12 @@ from geventwebsocket.websocket import Stream
 from socketio.handler import SocketIOHandler
 
 from chatwsgi import protocol
-from chatwsgi.compat.transports import JSONPPollingTransport, PollingTransport, WebsocketTransport
+from chatwsgi.compat.transports import (
+    EventReader,
+    JSONPPollingTransport,
+    PollingTransport,
+    WebsocketTransport,
+)
 from chatwsgi.compat.websocket import CappedWebSocket
 from chatwsgi.security import origin_allowed
 
@@ -111,8 +116,7 @@ class ChatHandler(SocketIOHandler):
         if not socket.connection_established:
             self.establish(socket)
         if is_websocket:
-            self.forget_request(socket)
-            transport.read_loop(socket, self.websocket)
+            self.hand_over(socket)
 
     def establish(self, socket):
         """The session's first transport request: mark it connected and start the app."""
@@ -138,6 +142,19 @@ class ChatHandler(SocketIOHandler):
             namespace.environ = environ
         self.headers = self.response_headers = None
         self.wsgi_input = NO_BODY
+
+    def hand_over(self, socket):
+        """The session takes the upgraded connection; this handler and its greenlet end.
+
+        gevent closes the socket object when the handler returns, but the reader's file
+        (a makefile reference) keeps the descriptor open until the reader ends it.
+        """
+        self.forget_request(socket)
+        websocket = self.websocket
+        websocket.handler = websocket.stream.handler = None
+        socket.reader = EventReader(socket, websocket, self.rfile, self.socket.fileno())
+        self.socket = self.websocket = None
+        self.close_connection = True
 
     def accept_websocket(self):
         """Do the RFC 6455 upgrade with gevent-websocket's handler, then cap frames (B16)."""

@@ -51,6 +51,7 @@ class ChatSocket(Socket):
         self.returned = []  # B18: packets a failed poll write must not lose
         self.connection = None  # the TCP socket a websocket session lives on
         self.writer = None  # a websocket session's FrameWriter: packets go straight out
+        self.reader = None  # a websocket session's EventReader
 
     def kill(self, detach=False):
         """End the session; a websocket's TCP connection is shut so its reader wakes (B9)."""
@@ -61,6 +62,8 @@ class ChatSocket(Socket):
         if connection is not None:
             with contextlib.suppress(OSError):
                 connection.shutdown(2)  # SHUT_RDWR: a blocked recv returns at once
+        if self.reader is not None:
+            self.reader.close()
 
     # Inbound --------------------------------------------------------------
 

@@ -7,6 +7,7 @@ queues. Responses are built as bytes with string headers (B4, B11).
 
 import logging
 
+import gevent
 from geventwebsocket import WebSocketError
 from socketio import transports
 
@@ -110,7 +111,7 @@ class JSONPPollingTransport(PollingTransport):
 
 
 class WebsocketTransport(transports.WebsocketTransport):
-    """websocket: packets written straight to the socket; the reader runs in the handler's greenlet."""
+    """websocket: packets written straight to the socket, read by an EventReader."""
 
     def do_exchange(self, socket, request_method):
         """Greet the client, then send every packet through a FrameWriter (no sender greenlet)."""
@@ -119,18 +120,72 @@ class WebsocketTransport(transports.WebsocketTransport):
         limit = self.config["max_backlog_bytes"]
         socket.attach_writer(FrameWriter(self.handler.socket, limit, socket.drop_slow_consumer))
 
-    def read_loop(self, socket, websocket):
-        """Read packets until the websocket closes, then end the session at once (B9)."""
+
+class EventReader:
+    """Reads a websocket session's packets only while its socket has data (B9 kept).
+
+    Idle, a session costs this object and one libev io watcher: no greenlet and no
+    saved stack. When the socket becomes readable, one short-lived greenlet reads every
+    complete message there is, dispatches each (packets of a session stay in order),
+    and re-arms the watcher. End of stream or an error ends the session at once.
+    """
+
+    __slots__ = ("session", "websocket", "rfile", "watcher")
+
+    def __init__(self, session, websocket, rfile, fileno):
+        self.session, self.websocket, self.rfile = session, websocket, rfile
+        self.watcher = gevent.get_hub().loop.io(fileno, 1)  # 1: readable
+        if self._buffered():  # frames that came with the upgrade request are read already
+            gevent.spawn(self._drain)
+        else:
+            self.watcher.start(self._readable)
+
+    def _readable(self):
+        self.watcher.stop()
+        gevent.spawn(self._drain)
+
+    def _drain(self):
+        session, websocket = self.session, self.websocket
         try:
             while True:
                 message = websocket.receive()
                 if message is None:
                     break
                 if message is TOO_LARGE:
-                    socket.refuse_too_large()
-                    continue
-                socket.receive_all([message])
-        except (WebSocketError, OSError) as error:
-            log.debug("websocket read ended for %s: %s", socket.sessid, error)
+                    session.refuse_too_large()
+                else:
+                    session.receive_all([message])
+                if not self._buffered():
+                    if session.connection is None:
+                        break  # the session was killed meanwhile
+                    self.watcher.start(self._readable)
+                    return
+        except (WebSocketError, OSError, ValueError) as error:
+            log.debug("websocket read ended for %s: %s", session.sessid, error)
+        self.end()
+
+    def _buffered(self):
+        """Whether a byte waits in the read buffer or the kernel (a peek that never blocks)."""
+        connection = self.session.connection
+        if connection is None:
+            return False
+        connection.settimeout(0.0)
+        try:
+            return bool(self.rfile.peek(1))
+        except (OSError, ValueError):
+            return True  # let receive() meet the error and end the session
         finally:
-            socket.kill(detach=True)
+            connection.settimeout(None)
+
+    def end(self):
+        """The connection ended: end the session (which closes this reader)."""
+        self.close()
+        if self.session.connection is not None:  # not killed yet
+            self.session.kill(detach=True)
+
+    def close(self):
+        """Stop watching and release the connection (this reader holds its last reference)."""
+        self.watcher.stop()
+        rfile, self.rfile = self.rfile, None
+        if rfile is not None:
+            rfile.close()

@@ -2,6 +2,7 @@
 direct frame writer a websocket session sends through."""
 
 import contextlib
+import logging
 import os
 import struct
 from collections import deque
@@ -12,6 +13,17 @@ from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
 TOO_LARGE = object()  # what receive() returns for a refused (and skipped) message
+log = logging.getLogger(__name__)
+
+
+class NoApp:
+    """Hears nothing: the app gevent-websocket reports closes to."""
+
+    def on_close(self, *reason):
+        pass
+
+
+NO_APP = NoApp()
 
 
 class MessageTooLarge(Exception):
@@ -41,6 +53,16 @@ class CappedWebSocket(WebSocket):
         self.max_message = max_message
         self.skip_limit = skip_limit
         self.message_bytes = 0
+
+    @property
+    def logger(self):
+        """Its own logger: the handler that made it is gone once the session reads by events."""
+        return log
+
+    @property
+    def current_app(self):
+        """gevent-websocket tells its app about closes; the session's reader handles them."""
+        return NO_APP
 
     def read_frame(self):
         """Read one frame, checking its length against the cap before its payload."""

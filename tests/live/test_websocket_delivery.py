@@ -1,6 +1,7 @@
 """Websocket delivery: one greenlet per session, and a client that stops reading is dropped
 while the others keep getting everything."""
 
+import gc
 import logging
 
 import gevent
@@ -46,16 +47,24 @@ def test_a_client_that_stops_reading_is_dropped_and_stalls_no_one(server, addres
         client.close()
 
 
-def test_a_websocket_session_runs_in_its_connection_s_greenlet_alone(server, address):
-    clients = [chatter(address, "user%d" % n, TRANSPORTS[n % 3]) for n in range(9)]
+def live_greenlets():
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), gevent.Greenlet) and not o.dead)
+
+
+def test_an_idle_websocket_session_holds_no_greenlet(server, address):
+    before = live_greenlets()
+    clients = [chatter(address, "user%d" % n) for n in range(20)]
+    polling = [chatter(address, "poller%d" % n, TRANSPORTS[1 + n % 2]) for n in range(2)]
     assert clients[0].call("message", {"room": "lobby", "id": "hello", "text": "hi"})["ok"]
-    wait_until(lambda: all(c.events("message") for c in clients))
-    sessions = list(server.sockets.values())
-    websockets = [s for s in sessions if s.is_websocket]
-    assert len(websockets) == 3 and len(sessions) == 9
-    # No receiver loop, sender loop or app greenlet: the reader dispatches, the writer writes.
+    wait_until(lambda: all(c.events("message") for c in clients + polling))
+    websockets = [s for s in server.sockets.values() if s.is_websocket]
+    assert len(websockets) == 20
+    # No handler, receiver, sender or app greenlet: an io watcher wakes a reader when data comes.
     assert all(s.jobs == [] and s.wsgi_app_greenlet is None and s.writer.flusher is None for s in websockets)
-    # Polling sessions keep their receiver loop and app greenlet.
-    assert all(len(s.jobs) == 1 and s.wsgi_app_greenlet is not None for s in sessions if not s.is_websocket)
-    for client in clients:
+    assert all(s.reader.watcher.active for s in websockets)
+    # Each client here has its own reader greenlet; the server adds none per websocket
+    # session (polling sessions keep a receiver loop, an app greenlet and their requests).
+    grown = live_greenlets() - before
+    assert grown <= len(clients) + 4 * len(polling) + 2, grown
+    for client in clients + polling:
         client.close()

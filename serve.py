@@ -11,6 +11,7 @@ from gevent import monkey
 monkey.patch_all()  # the only monkey-patching in the project: before anything imports socket
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -92,6 +93,10 @@ def main(argv=None):
         allowed_origins=args.allowed_origins,
     )
     server.start()
+    # Everything made so far (modules, app, server) lives as long as the process: keep it
+    # out of every later garbage collection, which then walks only connections' objects.
+    gc.collect()
+    gc.freeze()
     host, port = server.address[:2]
     print("chatwsgi serving on http://%s:%d as node %s (Ctrl-C stops)" % (host, port, node), flush=True)
     stopping = gevent.event.Event()

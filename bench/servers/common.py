@@ -29,6 +29,8 @@ def serve(server):
     gevent.signal_handler(signal.SIGUSR1, lambda: gevent.spawn(collect))
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     server.start()
+    gc.collect()
+    gc.freeze()  # as serve.py does once it serves
     print("ready", flush=True)
     stopping.wait()
     server.stop(timeout=1)

@@ -4,8 +4,10 @@ Speaks just enough of each protocol:
   sio09  Socket.IO 0.9 (chatwsgi; ``--naive`` for the stock BroadcastMixin baseline)
   sio5   Engine.IO 4 / Socket.IO 5 (python-socketio, Node socket.io)
 Frames are recognised by a byte marker, never JSON-decoded, so the clients cost far less
-than the server. Prints one JSON object with the measurements. Options for a cluster
-(bench/cluster.py): ``--sender-port`` puts the sender on another node than the receivers,
+than the server. Each client connects on gevent; once ready, a receiver's socket joins one
+epoll drained by a single watcher in the hub (``Receivers``), so a delivery costs the load
+generator a read, not a greenlet's wake-up. Prints one JSON object with the measurements. Options for a
+cluster (bench/cluster.py): ``--sender-port`` puts the sender on another node than the receivers,
 the ``ack`` scenario times emit-to-ack, ``--report-on-stdin`` lets a receivers-only process
 tell its delivery count. Try:
   python bench/loadgen.py --protocol sio09 --port 8080 --clients 100 --messages 10
@@ -20,6 +22,7 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
+import select  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
 import sys  # noqa: E402
@@ -32,6 +35,9 @@ PAYLOAD_TEXT = "x" * 96  # with the envelope, a ~130-byte chat frame
 RUN_ID = "r%d%d" % (os.getpid(), time.time())  # message ids are stored once per author: keep runs apart
 MESSAGE_NUMBERS = itertools.count()
 MARKERS = {"sio09": b'"message"', "naive": b'"chat"', "sio5": b'"chat"'}
+# Heartbeats: the server's ping payload and the client's answer, a zero-masked text frame.
+PINGS = {"sio09": (b"2::", b"\x81\x83\0\0\0\0" + b"2::"), "sio5": (b"2", b"\x81\x81\0\0\0\0" + b"3")}
+EPOLL = monkey.get_original("select", "epoll")  # patch_all removes select.epoll: it would block
 
 
 def raise_open_files():
@@ -85,42 +91,46 @@ class Connection:
         self.sock.sendall(header + b"\0\0\0\0" + data)
 
     def frames(self):
-        """Yield text payloads until the connection closes."""
-        buffer = self.buffer
-        recv = self.sock.recv
-        while True:
-            while len(buffer) < 2:
-                chunk = recv(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-            size = buffer[1] & 0x7F
-            start = 2
+        """Yield text payloads until the connection closes; ``self.buffer`` keeps what follows."""
+        while self.fill(2):
+            size, start = self.buffer[1] & 0x7F, 2
             if size == 126:
-                while len(buffer) < 4:
-                    buffer += recv(65536)
-                size, start = struct.unpack("!H", buffer[2:4])[0], 4
-            elif size == 127:
-                while len(buffer) < 10:
-                    buffer += recv(65536)
-                size, start = struct.unpack("!Q", buffer[2:10])[0], 10
-            while len(buffer) < start + size:
-                chunk = recv(65536)
-                if not chunk:
+                if not self.fill(4):
                     return
-                buffer += chunk
+                size, start = struct.unpack("!H", self.buffer[2:4])[0], 4
+            elif size == 127:
+                if not self.fill(10):
+                    return
+                size, start = struct.unpack("!Q", self.buffer[2:10])[0], 10
+            if not self.fill(start + size):
+                return
+            buffer = self.buffer
             opcode = buffer[0] & 0x0F
-            payload, buffer = buffer[start : start + size], buffer[start + size :]
+            payload, self.buffer = buffer[start : start + size], buffer[start + size :]
             if opcode == 8:
                 return
             yield payload
 
+    def fill(self, size):
+        """Read until the buffer holds ``size`` bytes; False when the connection closes first."""
+        while len(self.buffer) < size:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return False
+            self.buffer += chunk
+        return True
+
 
 class Client:
-    """One chat client of a protocol; ``counter`` counts chat deliveries."""
+    """One chat client of a protocol; ``counter`` counts chat deliveries.
 
-    def __init__(self, options, index, counter):
+    With ``receivers`` (every client but the sender) it reads its own frames only until it is
+    ready, then hands its socket to that epoll loop; the sender keeps a greenlet reader.
+    """
+
+    def __init__(self, options, index, counter, receivers=None):
         self.options, self.index, self.counter = options, index, counter
+        self.receivers = receivers
         self.port = options.port
         self.ready = Event()
         self.conn = None
@@ -139,30 +149,42 @@ class Client:
             if not self.options.naive:
                 self.conn.send('5:1+:/chat:{"name":"nickname","args":[{"nickname":"b%d"}]}' % self.index)
                 self.conn.send('5:2+:/chat:{"name":"join","args":[{"room":"bench"}]}')
-        gevent.spawn(self.read)
-        if not self.ready.wait(60):
-            raise TimeoutError("client %d not ready" % self.index)
+        if self.receivers is None:
+            gevent.spawn(self.read)
+            if not self.ready.wait(60):
+                raise TimeoutError("client %d not ready" % self.index)
+            return
+        with gevent.Timeout(60, TimeoutError("client %d not ready" % self.index)):
+            for payload in self.conn.frames():
+                self.handle(payload)
+                if self.ready.is_set():
+                    break
+            else:
+                self.counter.closed += 1
+                raise ConnectionError("client %d closed before it was ready" % self.index)
+        self.receivers.add(self.conn)
 
     def read(self):
-        marker = MARKERS["naive" if self.options.naive else self.options.protocol]
-        protocol = self.options.protocol
-        conn, counter = self.conn, self.counter
-        for payload in conn.frames():
-            if marker in payload:
-                counter.delivered()
-            elif protocol == "sio5":
-                if payload == b"2":
-                    conn.send("3")
-                elif payload.startswith(b"40"):
-                    self.ready.set()
-            elif payload == b"2::":
-                conn.send("2::")
-            elif payload.startswith(b"6::/chat:2+") or (self.options.naive and payload == b"1::/chat"):
-                self.ready.set()  # the join's ack (or, for the baseline, the namespace connect)
-            elif self.acks is not None and payload.startswith(b"6::/chat:"):
-                self.acks[payload[9 : payload.find(b"+", 9)]] = (time.perf_counter(), b'"ok":true' in payload)
-                self.acked.set()
-        counter.closed += 1
+        for payload in self.conn.frames():
+            self.handle(payload)
+        self.counter.closed += 1
+
+    def handle(self, payload):
+        """One frame's payload: count a delivery, answer a heartbeat, note readiness or an ack."""
+        if MARKERS["naive" if self.options.naive else self.options.protocol] in payload:
+            self.counter.delivered()
+        elif self.options.protocol == "sio5":
+            if payload == b"2":
+                self.conn.send("3")
+            elif payload.startswith(b"40"):
+                self.ready.set()
+        elif payload == b"2::":
+            self.conn.send("2::")
+        elif payload.startswith(b"6::/chat:2+") or (self.options.naive and payload == b"1::/chat"):
+            self.ready.set()  # the join's ack (or, for the baseline, the namespace connect)
+        elif self.acks is not None and payload.startswith(b"6::/chat:"):
+            self.acks[payload[9 : payload.find(b"+", 9)]] = (time.perf_counter(), b'"ok":true' in payload)
+            self.acked.set()
 
     def emit_chat(self, number, room="bench"):
         """Send one chat message (the sender's job); ``room`` only for chatwsgi."""
@@ -201,6 +223,110 @@ def handshake_09(port):
     return data.split(b"\r\n\r\n", 1)[1].split(b":", 1)[0].decode()
 
 
+class Receivers:
+    """Every ready receiver's socket in one epoll, drained by one gevent watcher with ``os.read``.
+
+    The watcher on the epoll fd is started once and never stopped, and drains in the hub: no
+    greenlet per socket, no switch per wake-up, and no libev re-adding the epoll fd to its own
+    (the kernel checks every nested socket on each add). Frames are walked by their headers
+    without copying their payloads; as in ``Client.handle``, a frame counts as one delivery
+    when its payload holds the marker, a ping payload is answered with a pong frame, a close
+    frame or EOF or a read error counts the connection as closed. A partial frame waits in
+    ``buffers`` for the rest.
+    """
+
+    BATCH = 1024  # ready sockets per drain: then the hub runs the others (the sender, the waiters)
+
+    def __init__(self, options, counter):
+        self.counter = counter
+        self.marker = MARKERS["naive" if options.naive else options.protocol]
+        self.ping, self.pong = PINGS[options.protocol]
+        self.epoll = EPOLL()
+        self.buffers = {}  # fd -> the bytes of an incomplete frame (b"" when none)
+        self.sockets = {}  # fd -> socket: keeps it open while registered
+        self.watcher = None
+
+    def add(self, conn):
+        """Take over ``conn`` for reading from now on, its already buffered bytes first."""
+        fd = conn.sock.fileno()
+        self.sockets[fd], self.buffers[fd] = conn.sock, b""
+        self.epoll.register(fd, select.EPOLLIN)
+        pending, conn.buffer = conn.buffer, b""
+        if pending:
+            self.counter.add(self.consume(fd, pending))
+        if self.watcher is None:
+            self.watcher = gevent.get_hub().loop.io(self.epoll.fileno(), 1)
+            self.watcher.start(self.drain)
+
+    def drain(self):
+        """In the hub, when the epoll fd is readable: read every ready socket (up to BATCH)."""
+        buffers, read, delivered = self.buffers, os.read, 0
+        for fd, _ in self.epoll.poll(0, self.BATCH):
+            try:
+                data = read(fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.drop(fd)
+                continue
+            pending = buffers[fd]
+            delivered += self.consume(fd, pending + data if pending else data)
+        if delivered:
+            self.counter.add(delivered)
+        if not buffers:  # every connection closed: nothing left to watch
+            self.watcher.close()
+            self.watcher = None
+
+    def consume(self, fd, data):
+        """Walk the complete frames in ``data``, keep the rest; the deliveries among them."""
+        marker, ping, find = self.marker, self.ping, data.find
+        delivered, pos, end = 0, 0, len(data)
+        while end - pos >= 2:
+            size, start = data[pos + 1] & 0x7F, pos + 2
+            if size == 126:
+                if end - pos < 4:
+                    break
+                size, start = (data[pos + 2] << 8) | data[pos + 3], pos + 4
+            elif size == 127:
+                if end - pos < 10:
+                    break
+                size, start = int.from_bytes(data[pos + 2 : pos + 10], "big"), pos + 10
+            stop = start + size
+            if stop > end:
+                break
+            if data[pos] & 0x0F == 8:  # a close frame: read no further, as the greenlet reader
+                self.drop(fd)
+                return delivered
+            if find(marker, start, stop) >= 0:
+                delivered += 1
+            elif size == len(ping) and data.startswith(ping, start) and not self.answer(fd):
+                return delivered
+            pos = stop
+        self.buffers[fd] = data[pos:] if pos < end else b""
+        return delivered
+
+    def answer(self, fd):
+        """Send the pong; the rest by a greenlet if the socket's buffer is full. False if closed."""
+        try:
+            sent = os.write(fd, self.pong)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.drop(fd)
+            return False
+        if sent < len(self.pong):
+            gevent.spawn(self.sockets[fd].sendall, self.pong[sent:])
+        return True
+
+    def drop(self, fd):
+        """The connection closed (EOF, close frame or error): stop reading it, count it."""
+        self.epoll.unregister(fd)
+        del self.buffers[fd]
+        self.counter.closed += 1
+
+
 class Counter:
     """Deliveries so far; wakes a waiter when a target count is reached."""
 
@@ -211,7 +337,10 @@ class Counter:
         self.reached = Event()
 
     def delivered(self):
-        self.count += 1
+        self.add(1)
+
+    def add(self, number):
+        self.count += number
         if self.target is not None and self.count >= self.target:
             self.reached.set()
 
@@ -225,7 +354,12 @@ class Counter:
 
 def connect_all(options, counter):
     count = options.clients + (0 if options.receivers_only else 1)
-    clients = [Client(options, options.first_index + i, counter) for i in range(count)]
+    receivers = Receivers(options, counter)
+    # Every client reads through ``receivers`` once ready, except the sender (clients[0]).
+    clients = [
+        Client(options, options.first_index + i, counter, receivers if i or options.receivers_only else None)
+        for i in range(count)
+    ]
     if options.sender_port and not options.receivers_only:
         clients[0].port = options.sender_port  # the sender on another node than its receivers
     for start in range(0, len(clients), options.batch):

@@ -3,6 +3,7 @@
 import pytest
 
 from chatwsgi import make_app, make_server
+from tests.support.cluster import Cluster
 
 TEST_SERVER_SETTINGS = {
     "heartbeat_interval": 25,
@@ -46,3 +47,11 @@ def server(app, server_settings):
 def address(server):
     """(host, port) of the running server."""
     return server.address[:2]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """redis-server, nodes n1 and n2, and HAProxy in front of them; stopped after the test."""
+    running = Cluster(tmp_path)
+    yield running
+    running.stop()

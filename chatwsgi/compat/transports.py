@@ -1,8 +1,9 @@
 """The three advertised transports, fixed for Python 3 (B4, B5, B6, B7, B9, B15, B18).
 
-Each transport answers one HTTP request of a session (or, for websocket, holds the
-connection until it closes) and moves packets between the wire and the session's
-queues. Responses are built as bytes with string headers (B4, B11).
+Each transport answers one HTTP request of a session (or, for websocket, greets the
+client and leaves the connection to the session's EventReader and FrameWriter) and
+moves packets between the wire and the session. Responses are built as bytes with
+string headers (B4, B11).
 """
 
 import logging

@@ -3,16 +3,8 @@
 import pytest
 
 from tests.browser.pages import message_texts, open_chat, own_states, roster, send, wait
-from tests.support.cluster import Cluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    running = Cluster(tmp_path)
-    yield running
-    running.stop()
 
 
 def pinned_to(browser, url, node):

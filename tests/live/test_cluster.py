@@ -7,17 +7,10 @@ import gevent
 import pytest
 
 from tests.support.chatting import TRANSPORTS, announced, chatter, wait_until
-from tests.support.cluster import TTL, Cluster
+from tests.support.cluster import TTL
 from tests.support.sioclient import SocketIOClient
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    running = Cluster(tmp_path)
-    yield running
-    running.stop()
 
 
 def live_messages(client):

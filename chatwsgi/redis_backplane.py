@@ -224,7 +224,7 @@ class RedisBackplane:
             self._reap(self.node)
             self.redis.delete(self._key("node", self.node, "alive"))
             self.redis.srem(self._key("nodes"), self.node)
-        except redis.RedisError as error:
+        except (redis.RedisError, ChatError) as error:  # announcing the leaves fails the same way
             log.warning("could not depart from the backplane: %s", error)
         gevent.killall(self._greenlets)
         self.redis.close()
@@ -381,7 +381,7 @@ class RedisBackplane:
             try:
                 self._beat()
                 delay = beat
-            except redis.RedisError as error:
+            except (redis.RedisError, ChatError) as error:  # ChatError: a restore met the outage
                 self._went_down(error)
                 delay = min(max(delay * 2, 0.1), 5.0)
             except Exception:

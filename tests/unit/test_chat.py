@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from chatwsgi.backplane import LocalBackplane
 from chatwsgi.chat import (
     Chat,
     clean_message_id,
@@ -594,3 +595,26 @@ def test_a_bad_epoch_is_refused_before_joining():
     refused("bad_epoch", chat.join, "m1", "garden", 0, 12)
     refused("bad_epoch", chat.join, "m1", "garden", 0, "x" * 65)
     assert chat.members["m1"].rooms == set()
+
+
+# --- restore (a backplane that lost its state) ------------------------------------------------
+
+
+def test_restore_claims_every_nickname_and_room_again():
+    chat = with_member(make_chat(), "m1", "alice", "lobby", "dev")
+    with_member(chat, "m2", "bob", "dev")
+    token = chat.members["m1"].token
+    chat.backplane = LocalBackplane(new_epoch=lambda: "")  # as a Redis restarted empty
+    assert chat.restore() == []
+    assert chat.roster("dev") == ["alice", "bob"] and chat.roster("lobby") == ["alice"]
+    chat.connect("m3")
+    refused("nickname_taken", chat.set_nickname, "m3", "ALICE")
+    assert chat.set_nickname("m3", "alice", token).evicted == "m1"  # the same token still reclaims
+
+
+def test_restore_returns_members_whose_nickname_someone_else_took_meanwhile():
+    chat = with_member(make_chat(), "m1", "alice", "lobby")
+    chat.backplane = LocalBackplane(new_epoch=lambda: "")
+    chat.backplane.claim("alice", "elsewhere", None, lambda: "other-token")
+    assert chat.restore() == ["m1"]
+    assert chat.roster("lobby") == []

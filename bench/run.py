@@ -198,12 +198,40 @@ def one_run(name, size, options):
     }
 
 
+def open_files(pid):
+    """How many descriptors a process has open (each client connection is one)."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def wait_for_disconnects(server, idle_files, timeout=120):
+    """Wait until the server holds no more descriptors than when it had no clients."""
+    deadline = time.monotonic() + timeout
+    while open_files(server.process.pid) > idle_files:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server kept %d descriptors" % open_files(server.process.pid))
+        time.sleep(0.2)  # polling a condition with a deadline
+
+
+def one_wave(server, protocol, size):
+    """Connect ``size`` clients, release them, drop them all: one connect/disconnect wave."""
+    loadgen = launch_loadgen(server, protocol, "--clients", size, "--scenarios", "hold", "--hold-seconds", 1)
+    connect_and_weigh(server, loadgen)
+    loadgen.stdout.readline()  # its hold report: every client was connected
+    loadgen.kill()
+    loadgen.wait()
+
+
 def capacity_run(name, options):
-    """Hold ``--capacity`` connections for ``--hold-seconds``: drops, idle CPU, RSS per connection."""
+    """Hold ``--capacity`` connections for ``--hold-seconds``: drops, idle CPU, RSS per connection.
+
+    The hold is the first of ``--waves`` connect/disconnect waves; after the last, the
+    server's RSS is compared with its baseline (memory handed back, or kept for reuse).
+    """
     command, env, protocol = server_specs()[name]
     server = Server(command, env)
     try:
         baseline = server.rss_after_gc()
+        idle_files = open_files(server.process.pid)
         loadgen = launch_loadgen(
             server,
             protocol,
@@ -219,6 +247,11 @@ def capacity_run(name, options):
         after = server.rss_after_gc()
         loadgen.kill()
         loadgen.wait()
+        wait_for_disconnects(server, idle_files)
+        for _ in range(options.waves - 1):
+            one_wave(server, protocol, options.capacity)
+            wait_for_disconnects(server, idle_files)
+        after_waves = server.rss_after_gc()
     finally:
         server.stop()
     return dict(
@@ -228,6 +261,10 @@ def capacity_run(name, options):
         connect_seconds=connected["connect_seconds"],
         rss_per_connection_bytes=round((loaded - baseline) / options.capacity),
         rss_growth_while_held_bytes=after - loaded,
+        waves=options.waves,
+        rss_baseline_bytes=baseline,
+        rss_after_waves_bytes=after_waves,
+        rss_after_waves_vs_baseline=round(after_waves / baseline, 3),
     )
 
 
@@ -335,6 +372,7 @@ def main(argv=None):
         "--capacity", type=int, default=0, help="opt-in: hold this many connections (e.g. 19000) instead"
     )
     parser.add_argument("--hold-seconds", type=float, default=600.0)
+    parser.add_argument("--waves", type=int, default=3, help="capacity: connect/disconnect waves")
     options = parser.parse_args(argv)
     specs = server_specs()
     names = [n for n in options.servers.split(",") if n]

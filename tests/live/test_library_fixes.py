@@ -324,6 +324,20 @@ def test_session_tender_sends_heartbeats(app):
     assert isinstance(session, ChatSocket)
 
 
+def test_the_tender_visits_each_session_once_per_round_of_slices(app):
+    server = ChatServer(("127.0.0.1", 0), app, heartbeat_interval=1)
+    sessions = [server.get_socket() for _ in range(50)]
+    for session in sessions:
+        session.connection_established, session.state = True, session.STATE_CONNECTED
+    now = time.monotonic() + 2
+    server.tend(now, 0, 5)
+    first = sum(session.client_queue.qsize() for session in sessions)
+    assert 0 < first < 50
+    for turn in range(1, 5):
+        server.tend(now, turn, 5)
+    assert [session.client_queue.qsize() for session in sessions] == [1] * 50
+
+
 def test_jsonp_post_with_a_bad_body_keeps_the_session(address):
     client = chatter(address, "alice", "jsonp-polling")
     data = ("d=" + quote("[not a string]")).encode()

@@ -10,7 +10,8 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.support.cluster import ROOT, free_port, wait_for
+from tests.support.chatting import wait_until
+from tests.support.cluster import ROOT, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -70,4 +71,4 @@ def test_the_cluster_launcher_serves_through_haproxy_and_stops_everything(tmp_pa
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(30) == 0
         launcher.stdout.close()
-    wait_for(lambda: not any(_listening(port + n) for n in range(3)), timeout=5, what="nothing listening")
+    wait_until(lambda: not any(_listening(port + n) for n in range(3)), timeout=5)

@@ -10,10 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
-
-import gevent
 
 from tests.support import chatting
 from tests.support.processes import ServeProcess
@@ -31,18 +28,6 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for(condition, timeout=15, what="condition"):
-    """Poll ``condition`` until it returns a true value (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("%s not met within %.0f s" % (what, timeout))
-        gevent.sleep(0.05)  # cooperative: the tests' client greenlets keep running
 
 
 def answers(port, request, expected):
@@ -76,7 +61,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: answers(self.port, b"PING\r\n", b"+PONG"), what="redis-server PING")
+        chatting.wait_until(lambda: answers(self.port, b"PING\r\n", b"+PONG"), timeout=15)
 
     def stop(self):
         """SIGTERM (redis-server flushes its append-only file) and wait."""
@@ -101,7 +86,7 @@ class HAProxy:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        wait_for(self._answers, what="haproxy /healthz")
+        chatting.wait_until(self._answers, timeout=15)
 
     def _answers(self):
         if self.process.poll() is not None:

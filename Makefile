@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8080
 PYTEST_ARGS ?=
+NODE_DEPS := tests/thirdparty/node_modules/.installed
 
-.PHONY: run cluster test lint format unit live browser bench system-deps clean
+.PHONY: run cluster test lint format unit live browser thirdparty bench system-deps clean
 
 run: $(VENV)/.run-deps  ## set up and start the chat on http://127.0.0.1:$(PORT)
 	$(BIN)/python serve.py --port $(PORT)
@@ -14,7 +15,7 @@ run: $(VENV)/.run-deps  ## set up and start the chat on http://127.0.0.1:$(PORT)
 cluster: $(VENV)/.run-deps system-deps  ## redis-server, two chat nodes and HAProxy; Ctrl-C stops all
 	$(BIN)/python deploy/cluster.py --port $(PORT)
 
-test: $(VENV)/.test-deps system-deps lint  ## set up and run lint and every test
+test: $(VENV)/.test-deps system-deps $(NODE_DEPS) lint  ## set up and run lint and every test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-deps
@@ -33,6 +34,9 @@ live: $(VENV)/.test-deps
 
 browser: $(VENV)/.test-deps system-deps
 	$(BIN)/python -m pytest tests/browser
+
+thirdparty: $(VENV)/.test-deps system-deps $(NODE_DEPS)  ## the npm/PyPI 0.9 clients and the 0.9 reference server
+	$(BIN)/python -m pytest tests/thirdparty
 
 BENCH_ARGS ?= --sizes 1000,5000,10000 --reps 3
 
@@ -66,9 +70,15 @@ $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.run-deps
 
-# Debian packages the browser and cluster tests drive; installed only when missing.
-SYSTEM_COMMANDS := chromium chromedriver redis-server haproxy
-SYSTEM_PACKAGES := chromium chromium-driver redis-server haproxy
+# npm packages the third-party tests run under Node (tests/thirdparty/package.json): exact
+# versions, no lock file; reinstalled when package.json changes.
+$(NODE_DEPS): tests/thirdparty/package.json | system-deps
+	npm install --prefix tests/thirdparty --no-package-lock --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages the browser, cluster and third-party tests drive; installed only when missing.
+SYSTEM_COMMANDS := chromium chromedriver redis-server haproxy node npm
+SYSTEM_PACKAGES := chromium chromium-driver redis-server haproxy nodejs npm
 system-deps:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do \
 		command -v $$c >/dev/null || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; \
@@ -81,4 +91,4 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts tests/thirdparty/node_modules

@@ -11,18 +11,16 @@ from socketio.server import SocketIOServer
 from chatwsgi import protocol
 from chatwsgi.compat.handler import TRANSPORTS, ChatHandler
 from chatwsgi.compat.socket import ChatSocket
+from chatwsgi.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
 ADVERTISED = tuple(TRANSPORTS)
-# The tender visits each session every TEND_SLICES wake-ups (5 s by default): heartbeats go
-# out 25-30 s apart (clients allow 60) and a stale session ends at most 5 s late.
-TEND_SLICES = 5
+# Heartbeats, timeouts, poll duration and the tender's pace are Liveness settings: it derives
+# the heartbeat schedule from them so a client always hears from us inside its timeout.
+LIVENESS_SETTINGS = ("heartbeat_interval", "heartbeat_timeout", "close_timeout", "poll_duration")
+LIVENESS_SETTINGS += ("tend_interval", "tend_slices")
 SESSION_DEFAULTS = {
-    "heartbeat_interval": 25,
-    "heartbeat_timeout": 60,
-    "close_timeout": 20,
-    "poll_duration": 10,
     "handshake_timeout": 30,
     "max_packet_bytes": 64 * 1024,
     "max_body_bytes": 1024 * 1024,
@@ -37,12 +35,26 @@ def unknown_transports(transports):
     return sorted(set(transports) - set(ADVERTISED)) or ([] if transports else ["(none)"])
 
 
+def pop_session_config(settings):
+    """Take the session settings out of ``settings``: (Liveness, the config every session reads)."""
+    liveness = Liveness(**{k: settings.pop(k) for k in LIVENESS_SETTINGS if k in settings})
+    config = {k: settings.pop(k, v) for k, v in SESSION_DEFAULTS.items()}
+    config["allowed_origins"] = tuple(config["allowed_origins"])
+    heartbeat_timeout, close_timeout = liveness.advertised
+    config.update(
+        heartbeat_interval=liveness.heartbeat_every,
+        heartbeat_timeout=heartbeat_timeout,
+        close_timeout=close_timeout,
+        poll_duration=liveness.poll_hold,
+    )
+    return liveness, config
+
+
 class ChatServer(SocketIOServer):
     """A SocketIOServer on 127.0.0.1 by default, with our handler, sessions and limits."""
 
-    def __init__(self, listener, application, transports=ADVERTISED, tend_interval=1.0, **settings):
-        session_config = {k: settings.pop(k, v) for k, v in SESSION_DEFAULTS.items()}
-        session_config["allowed_origins"] = tuple(session_config["allowed_origins"])
+    def __init__(self, listener, application, transports=ADVERTISED, **settings):
+        self.liveness, session_config = pop_session_config(settings)
         unknown = unknown_transports(transports)
         if unknown:
             raise ValueError(
@@ -50,17 +62,8 @@ class ChatServer(SocketIOServer):
             )
         settings.setdefault("policy_server", False)  # B19: the Flash policy server always fails
         settings.setdefault("handler_class", ChatHandler)
-        super().__init__(
-            listener,
-            application,
-            transports=list(transports),
-            heartbeat_interval=session_config["heartbeat_interval"],
-            heartbeat_timeout=session_config["heartbeat_timeout"],
-            close_timeout=session_config["close_timeout"],
-            **settings,
-        )
+        super().__init__(listener, application, transports=list(transports), **settings)
         self.config.update(session_config)
-        self.tend_interval = tend_interval
         self._tender = None
 
     def handle(self, socket, address):
@@ -95,14 +98,14 @@ class ChatServer(SocketIOServer):
     def _tend_forever(self):
         # Each wake-up tends one slice of the sessions: with 19,000 idle connections a pass
         # over all of them every second was the largest part of the server's idle CPU.
-        turn = 0
+        turn, slices = 0, self.liveness.tend_slices
         while True:
-            gevent.sleep(self.tend_interval)
+            gevent.sleep(self.liveness.tend_interval)
             try:
-                self.tend(time.monotonic(), turn, TEND_SLICES)
+                self.tend(time.monotonic(), turn, slices)
             except Exception:
                 log.exception("session tender failed")
-            turn = (turn + 1) % TEND_SLICES
+            turn = (turn + 1) % slices
 
     def tend(self, now, turn=0, slices=1):
         """End stale sessions (B14) and queue due heartbeats, for every ``slices``-th

@@ -144,6 +144,7 @@ class SocketIOClient:
         self.origin = origin
         self.packets = []  # decoded packets, in arrival order
         self.raw = []  # raw packet texts, in arrival order
+        self.arrived = []  # time.monotonic() of each packet's arrival
         self.changed = Event()
         self.closed = False
         self.close_code = None
@@ -197,6 +198,7 @@ class SocketIOClient:
     # Receiving -------------------------------------------------------------
 
     def _record(self, text):
+        self.arrived.append(time.monotonic())
         self.raw.append(text)
         try:
             packet = protocol.decode_packet(text)

@@ -5,7 +5,7 @@ import pytest
 from chatwsgi import protocol
 from chatwsgi.compat.socket import ChatSocket
 from chatwsgi.namespace import ChatNamespace
-from chatwsgi.server import SESSION_DEFAULTS
+from chatwsgi.server import pop_session_config
 from chatwsgi.service import ChatService
 
 
@@ -24,7 +24,7 @@ def service():
 def session(service, server=None):
     """A connected session with the chat namespace opened."""
     server = server or NoServer()
-    chat_session = ChatSocket(server, dict(SESSION_DEFAULTS, heartbeat_interval=25))
+    chat_session = ChatSocket(server, pop_session_config({})[1])
     server.sockets[chat_session.sessid] = chat_session
     chat_session.state = chat_session.STATE_CONNECTED
     chat_session._set_namespaces({"/chat": ChatNamespace})

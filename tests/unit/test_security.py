@@ -85,3 +85,24 @@ def test_allow_list_does_not_stop_the_same_origin():
 def test_star_allows_everything():
     for origin in ["https://anything.example", "null", "ftp://x", "http://chat.example.com:1"]:
         assert origin_allowed(environ(origin), ("*",)) is True
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed"),
+    [
+        # ws 0.4 (the npm socket.io-client 0.9.16's websocket) sends the Host it dials.
+        ("127.0.0.1:5000", "127.0.0.1:5000", True),
+        ("chat.example.com:8080", "chat.example.com:8080", True),
+        ("Chat.Example.com:8080", "chat.example.com:8080", True),
+        ("chat.example.com", "chat.example.com", True),
+        ("chat.example.com", "chat.example.com:80", True),
+        ("127.0.0.1:5001", "127.0.0.1:5000", False),
+        ("evil.example.com:8080", "chat.example.com:8080", False),
+        ("chat.example.com:8080/path", "chat.example.com:8080", False),
+        ("chat.example.com:8080", "", False),
+        (":8080", ":8080", False),
+        ("chat.example.com:notaport", "chat.example.com:notaport", False),
+    ],
+)
+def test_origin_without_a_scheme_must_be_the_host_itself(origin, host, allowed):
+    assert origin_allowed(environ(origin, host)) is allowed

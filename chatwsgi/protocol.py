@@ -213,10 +213,21 @@ def _utf16_slice(units, start, stop):
         raise ProtocolError("payload framing: length splits a character") from None
 
 
+# In json.dumps output: an escaped backslash (kept), or the escape of the frame mark.
+_ESCAPED_FRAME_MARK = re.compile(r"\\\\|\\ufffd")
+
+
 def jsonp_script(index, payload):
-    """The JavaScript a jsonp-polling GET answers with (B7: JSON-escaped, never hand-quoted)."""
+    """The JavaScript a jsonp-polling GET answers with (B7: JSON-escaped, never hand-quoted).
+
+    ASCII but for the frame mark U+FFFD, written as itself like the 0.9 reference does: it
+    is valid in a JS string, and clients that split frames before unescaping (PyPI
+    socketIO-client) would not find an escaped one.
+    """
     # "</" escaped too, so the script stays inert even if someone inlines it in HTML.
-    return "io.j[%d](%s);" % (index, json.dumps(payload).replace("</", "<\\/"))
+    literal = json.dumps(payload).replace("</", "<\\/")
+    literal = _ESCAPED_FRAME_MARK.sub(lambda m: FRAME_MARK if m.group() == "\\ufffd" else m.group(), literal)
+    return "io.j[%d](%s);" % (index, literal)
 
 
 def jsonp_index(query_string, key="i"):
@@ -225,6 +236,14 @@ def jsonp_index(query_string, key="i"):
     if not values:
         return 0
     return int(values[0]) if is_decimal(values[0]) and len(values[0]) < 9 else None
+
+
+def asks_disconnect(query_string):
+    """True when a polling request's query carries ``disconnect`` (with any value, anywhere).
+
+    The JS client sends ``?disconnect=1``; PyPI socketIO-client sends ``?t=...&disconnect=True``.
+    """
+    return "disconnect" in parse_qs(query_string or "", keep_blank_values=True)
 
 
 def decode_jsonp_body(body):

@@ -80,7 +80,7 @@ class ChatHandler(SocketIOHandler):
         if socket is None:
             # Same answer for every unknown id, so ids cannot be probed.
             return self.refuse("400 Bad Request", "Unknown or expired session: handshake again.")
-        if where.kind == "disconnect" or self.environ.get("QUERY_STRING", "").startswith("disconnect"):
+        if where.kind == "disconnect" or protocol.asks_disconnect(self.environ.get("QUERY_STRING")):
             socket.kill(detach=True)
             return self.respond("200 OK", b"", "text/plain")
         return self.exchange(socket, where.transport)

@@ -7,6 +7,7 @@ string headers (B4, B11).
 """
 
 import logging
+import socket as socketlib
 
 import gevent
 from geventwebsocket import WebSocketError
@@ -41,10 +42,21 @@ class PollingTransport(transports.XHRPollingTransport):
         return self.respond("")
 
     def on_get(self, socket):
-        """Long poll: hold until packets are queued or the poll duration ends."""
+        """Long poll: hold until packets are queued or the poll duration ends.
+
+        A client that gives up on a poll (a timeout of its own, a page navigating away)
+        closes its connection: the poll stops waiting then, so the next packet goes to the
+        client's live poll instead of into a dead connection.
+        """
         socket.poll_started()
         try:
-            messages = socket.take_client_msgs(timeout=self.config["poll_duration"])
+            try:
+                with HangupWatch(self.handler.socket):
+                    messages = socket.take_client_msgs(timeout=self.config["poll_duration"])
+            except PollAbandoned:
+                log.debug("poll of %s abandoned by its client", socket.sessid)
+                self.handler.close_connection = True
+                return
             try:
                 self.respond(protocol.encode_payload(messages) if messages else protocol.NOOP)
             except OSError:
@@ -81,6 +93,50 @@ class PollingTransport(transports.XHRPollingTransport):
     def frame(self, payload):
         """The response body for a payload."""
         return payload
+
+
+class PollAbandoned(Exception):
+    """The client closed the connection of a long poll while it was held."""
+
+
+class HangupWatch:
+    """While active, the greenlet that entered it gets PollAbandoned if the peer hangs up.
+
+    A libev io watcher on the connection wakes on readability: end of stream or an error
+    there means the client is gone. Data there (a request sent early) is left for the
+    server to read and the watch stops.
+    """
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.watcher = None
+        self.waiter = None
+
+    def __enter__(self):
+        self.waiter = gevent.getcurrent()
+        self.watcher = gevent.get_hub().loop.io(self.connection.fileno(), 1)  # 1: readable
+        self.watcher.start(self._readable)
+        return self
+
+    def __exit__(self, *exc):
+        self.watcher.stop()
+        self.watcher = self.waiter = None
+
+    def _readable(self):
+        self.watcher.stop()
+        timeout = self.connection.gettimeout()
+        self.connection.settimeout(0.0)  # a peek that never blocks (this runs in the hub)
+        try:
+            hung_up = self.connection.recv(1, socketlib.MSG_PEEK) == b""
+        except BlockingIOError:
+            self.watcher.start(self._readable)  # woken for nothing: no data, no end
+            return
+        except OSError:
+            hung_up = True
+        finally:
+            self.connection.settimeout(timeout)
+        if hung_up:
+            self.waiter.throw(PollAbandoned())
 
 
 class JSONPPollingTransport(PollingTransport):

@@ -12,6 +12,7 @@ from chatwsgi.protocol import (
     FRAME_MARK,
     ProtocolError,
     Route,
+    asks_disconnect,
     decode_jsonp_body,
     decode_packet,
     decode_payload,
@@ -283,6 +284,15 @@ def script_parts(script):
     return int(match.group(1)), json.loads(match.group(2))
 
 
+def test_jsonp_script_leaves_frame_marks_literal_like_the_reference():
+    payload = encode_payload(["1::", '5:::{"name":"x","args":["\\ufffd"]}'])
+    script = jsonp_script(0, payload)
+    assert script == 'io.j[0]("%s3%s1::%s34%s5:::{\\"name\\":\\"x\\",\\"args\\":[\\"\\\\ufffd\\"]}");' % (
+        (FRAME_MARK,) * 4
+    )
+    assert script_parts(script) == (0, payload)
+
+
 def test_jsonp_script_exact():
     assert jsonp_script(0, "2::") == 'io.j[0]("2::");'
     assert jsonp_script(1, "a</script>b") == 'io.j[1]("a<\\/script>b");'
@@ -300,6 +310,7 @@ def test_jsonp_script_exact():
         "line sep \u2028 para sep \u2029",
         M + "14" + M + '5:::{"a":"🎉"}' + M + "1" + M + "x",
         '");alert(1);("',
+        "backslash then u-f-f-f-d: \\ufffd and \\\ufffd, mark: \ufffd",
     ],
 )
 def test_jsonp_script_escapes_and_parses(payload):
@@ -308,7 +319,7 @@ def test_jsonp_script_escapes_and_parses(payload):
     assert "\n" not in script and "\r" not in script
     assert "\u2028" not in script and "\u2029" not in script
     assert "</" not in script
-    assert script.isascii()
+    assert script.replace(FRAME_MARK, "").isascii()
     # The payload is one JSON string literal: its only bare quotes are the delimiters.
     literal = script[len("io.j[7](") : -len(");")]
     assert re.sub(r"\\.", "", literal).count('"') == 2
@@ -432,3 +443,21 @@ def test_route_other_resource():
 def test_handshake_body():
     body = handshake_body("abc123", 60, 3, ["websocket", "xhr-polling"])
     assert body == "abc123:60:3:websocket,xhr-polling"
+
+
+@pytest.mark.parametrize(
+    ("query", "asks"),
+    [
+        ("disconnect=1", True),  # the JS client's disconnectSync
+        ("t=1733100000000&disconnect=True", True),  # PyPI socketIO-client 0.5
+        ("disconnect", True),
+        ("i=0&disconnect=1&t=5", True),
+        ("", False),
+        (None, False),
+        ("t=123", False),
+        ("disconnected=1", False),
+        ("t=disconnect", False),
+    ],
+)
+def test_a_disconnect_parameter_anywhere_in_the_query(query, asks):
+    assert asks_disconnect(query) is asks

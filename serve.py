@@ -1,8 +1,10 @@
 """Run the chat: ``python serve.py`` then open http://127.0.0.1:8080 in two tabs.
 
 Flags (each also read from a CHATWSGI_* environment variable): --host, --port,
---history, --rate, --burst, --transports, --allowed-origins, --log-level, and for a
-cluster --redis URL, --node NAME, --node-ttl SECONDS. SIGINT/SIGTERM stop accepting, tell
+--history, --rate, --burst, --transports, --allowed-origins, --log-level, the liveness
+timings --heartbeat-interval, --heartbeat-timeout, --close-timeout, --poll-duration
+(seconds; defaults 25, 60, 60, 20 as the Socket.IO 0.9 reference), and for a cluster
+--redis URL, --node NAME, --node-ttl SECONDS. SIGINT/SIGTERM stop accepting, tell
 connected clients and exit within 5 seconds.
 """
 
@@ -22,10 +24,12 @@ import gevent.event  # noqa: E402
 
 from chatwsgi import make_app, make_server  # noqa: E402
 from chatwsgi.backplane import LocalBackplane  # noqa: E402
+from chatwsgi.liveness import Liveness  # noqa: E402
 from chatwsgi.redis_backplane import RedisBackplane  # noqa: E402
 from chatwsgi.server import ADVERTISED, unknown_transports  # noqa: E402
 
 SHUTDOWN_SECONDS = 5.0
+LIVENESS_FLAGS = ("heartbeat_interval", "heartbeat_timeout", "close_timeout", "poll_duration")
 
 
 def env(name, default):
@@ -47,13 +51,25 @@ def parse_args(argv):
     parser.add_argument("--redis", default=env("redis", ""), help="e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--node", default=env("node", ""), help="this node's name in a cluster")
     parser.add_argument("--node-ttl", type=float, default=float(env("node_ttl", "10")))
+    for name in LIVENESS_FLAGS:
+        default = getattr(Liveness, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=float(env(name, default)))
     args = parser.parse_args(argv)
+    try:
+        Liveness(**liveness_settings(args))
+    except ValueError as error:
+        parser.error(str(error))
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     unknown = unknown_transports(args.transports)
     if unknown:
         parser.error("--transports takes some of %s, not %s" % (",".join(ADVERTISED), ",".join(unknown)))
     args.allowed_origins = [o.strip() for o in args.allowed_origins.split(",") if o.strip()]
     return args
+
+
+def liveness_settings(args):
+    """The liveness timings among the parsed flags, as server settings."""
+    return {name: getattr(args, name) for name in LIVENESS_FLAGS}
 
 
 def shut_down(server, app):
@@ -91,6 +107,7 @@ def main(argv=None):
         port=args.port,
         transports=args.transports,
         allowed_origins=args.allowed_origins,
+        **liveness_settings(args),
     )
     server.start()
     # Everything made so far (modules, app, server) lives as long as the process: keep it

@@ -8,7 +8,8 @@ connection and reconnects (a user seen leaving and coming back). So the server m
 well inside the shorter of the two, on every transport:
 
 - websocket: a heartbeat is due ``heartbeat_every`` after the last, and the session tender
-  sends it on its next visit to that session, at most ``tend_lag`` later;
+  sends it on its next visit to that session, at most ``tend_lag`` later (the tender visits
+  one of ``slices`` slices of the sessions per wake-up; fewer slices for short timeouts);
 - polling: a long poll is answered (with a noop if nothing else) after ``poll_duration``.
 
 Both are derived here so the worst silence a client sees stays within ``MARGIN`` of its
@@ -32,7 +33,7 @@ class Liveness:
     close_timeout: float = 60  # advertised; a polling client silent this long is gone
     poll_duration: float = 20  # the most a long poll is held before a noop answer
     tend_interval: float = 1.0  # the session tender wakes this often...
-    tend_slices: int = 5  # ...and visits one slice of the sessions per wake-up
+    tend_slices: int = 5  # ...and visits one slice of (at most) this many per wake-up
 
     def __post_init__(self):
         for name in ("heartbeat_interval", "poll_duration", "tend_interval"):
@@ -42,10 +43,10 @@ class Liveness:
             raise ValueError("tend_slices must be at least 1")
         if min(self.advertised) < 1:
             raise ValueError("heartbeat_timeout and close_timeout are whole seconds, at least 1")
-        if self.tend_lag >= self.client_timeout * MARGIN:
+        if self.tend_interval > self.client_timeout * MARGIN / 2:
             raise ValueError(
-                "the session tender visits a session every %.3g s (tend_interval x tend_slices), "
-                "too rarely for a client timeout of %d s" % (self.tend_lag, self.client_timeout)
+                "the session tender wakes every %.3g s (tend_interval), too rarely for a client "
+                "timeout of %d s" % (self.tend_interval, self.client_timeout)
             )
 
     @property
@@ -59,9 +60,16 @@ class Liveness:
         return min(self.advertised)
 
     @property
+    def slices(self):
+        """Into how many slices the tender divides the sessions: ``tend_slices``, or fewer so
+        that a session is visited at least every half of the client's margin."""
+        fits = math.floor(self.client_timeout * MARGIN / 2 / self.tend_interval)
+        return max(1, min(self.tend_slices, fits))
+
+    @property
     def tend_lag(self):
         """The longest a session waits for the tender's next visit."""
-        return self.tend_interval * self.tend_slices
+        return self.tend_interval * self.slices
 
     @property
     def heartbeat_every(self):

@@ -98,7 +98,7 @@ class ChatServer(SocketIOServer):
     def _tend_forever(self):
         # Each wake-up tends one slice of the sessions: with 19,000 idle connections a pass
         # over all of them every second was the largest part of the server's idle CPU.
-        turn, slices = 0, self.liveness.tend_slices
+        turn, slices = 0, self.liveness.slices
         while True:
             gevent.sleep(self.liveness.tend_interval)
             try:

@@ -88,3 +88,25 @@ def test_bad_flags_get_a_usage_error_not_a_traceback():
     assert result.returncode == 2
     assert "--transports takes some of websocket,xhr-polling,jsonp-polling, not htmlfile" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_liveness_flags_and_environment_reach_the_handshake():
+    server = ServeProcess("--heartbeat-timeout", "30", env={"CHATWSGI_CLOSE_TIMEOUT": "12"})
+    try:
+        status, _, body = fetch(server.url + "/socket.io/1/")
+        assert status == 200
+        assert body.decode().split(":")[1:3] == ["30", "12"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_liveness_settings_that_cannot_work_are_refused():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "serve.py"), "--close-timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "too rarely for a client timeout of 1 s" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -27,8 +27,15 @@ def test_the_old_defaults_are_corrected_not_trusted():
 
 def test_the_test_suites_short_settings():
     liveness = Liveness(heartbeat_timeout=60, close_timeout=3, poll_duration=1, tend_interval=0.2)
-    assert liveness.heartbeat_every == pytest.approx(0.5)
+    assert liveness.slices == 3  # a visit every 0.6 s, not 1 s, in a 1.5 s margin
+    assert liveness.heartbeat_every == pytest.approx(0.9)
     assert liveness.worst_silence == pytest.approx(1.5)
+
+
+def test_short_timeouts_make_the_tender_visit_each_session_more_often():
+    assert Liveness(close_timeout=4).slices == 1
+    assert Liveness(close_timeout=4).heartbeat_every == 1
+    assert Liveness(close_timeout=20).slices == 5
 
 
 @pytest.mark.parametrize(
@@ -40,7 +47,7 @@ def test_the_test_suites_short_settings():
         {"tend_slices": 0},
         {"close_timeout": 0.5},  # the handshake says whole seconds: this would say 0
         {"heartbeat_timeout": 0},
-        {"close_timeout": 10, "tend_interval": 1, "tend_slices": 5},  # visited every 5 s of 10
+        {"close_timeout": 10, "tend_interval": 3},  # a tender waking every 3 s, 5 s of margin
     ],
 )
 def test_settings_that_cannot_keep_the_promise_are_refused(settings):
@@ -72,7 +79,8 @@ def test_any_accepted_settings_keep_the_client_hearing_from_us(**settings):
     # Websocket: a heartbeat due heartbeat_every after the last leaves on the tender's next
     # visit to the session, at most tend_interval x tend_slices later.
     assert 0 < liveness.heartbeat_every <= settings["heartbeat_interval"]
-    websocket_gap = liveness.heartbeat_every + settings["tend_interval"] * settings["tend_slices"]
+    assert 1 <= liveness.slices <= settings["tend_slices"]
+    websocket_gap = liveness.heartbeat_every + settings["tend_interval"] * liveness.slices
     assert websocket_gap <= timeout * MARGIN + 1e-9
     # Polling: a held poll is answered (a noop at worst) within poll_hold.
     assert 0 < liveness.poll_hold <= settings["poll_duration"]

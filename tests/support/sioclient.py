@@ -91,6 +91,7 @@ class WebSocketConnection:
             head += chunk
         self.status = int(head.split()[1])
         self.buffer = b""
+        self.sock.settimeout(None)  # an idle session hears nothing for up to a heartbeat interval
 
     def send_frame(self, payload, opcode=1, fin=True, length=None):
         """Send one masked frame; ``length`` may lie, to test the server's checks."""
@@ -229,9 +230,8 @@ class SocketIOClient:
     def _poller(self):
         try:
             while not self.closed:
-                reply = http(
-                    self.address, "GET", self.transport_path("t=%d" % time.time()), headers=self.headers()
-                )
+                path = self.transport_path("t=%d" % time.time())
+                reply = http(self.address, "GET", path, headers=self.headers(), timeout=90)  # > any poll
                 if reply.status != 200:
                     break
                 for text in protocol.decode_payload(self.unwrap(reply.text)):

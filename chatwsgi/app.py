@@ -2,15 +2,17 @@
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 from socketio import socketio_manage
 from webob import Response
-from webob.static import DirectoryApp, FileApp
+from webob.static import DirectoryApp, FileApp, FileIter
 
 from chatwsgi.chat import Chat
 from chatwsgi.compat.socket import send_error
 from chatwsgi.namespace import ChatNamespace
+from chatwsgi.security import is_inside, relative_static_path, request_path_text
 from chatwsgi.service import ENDPOINT, ChatService
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -34,6 +36,18 @@ def client_script_path():
     return Path(next(iter(spec.submodule_search_locations))) / "resources" / "js" / "socket.io.js"
 
 
+class ClosingFileIter(FileIter):
+    """WebOb's FileIter with a ``close()``: a response never iterated (HEAD, 304, a range
+    out of bounds) closes its file at once instead of leaving it to the garbage collector."""
+
+    def __init__(self, file, block_size=None):
+        super().__init__(file)
+
+    def close(self):
+        """Close the file."""
+        self.file.close()
+
+
 class ChatMiddleware:
     """Serves the chat (/socket.io/..., /socket.io.js, /healthz) in front of ``app``."""
 
@@ -45,6 +59,7 @@ class ChatMiddleware:
         max_message_chars=2000,
         rate=5.0,
         burst=10,
+        rates=None,
         announce_limit=200,
         node="local",
         backplane=None,
@@ -58,6 +73,7 @@ class ChatMiddleware:
             Chat(history_size=history, max_chars=max_message_chars, backplane=backplane),
             rate=rate,
             burst=burst,
+            rates=rates,
             announce_limit=announce_limit,
         )
         self.namespaces = {ENDPOINT: ChatNamespace}
@@ -68,6 +84,7 @@ class ChatMiddleware:
         if path.startswith("/" + self.resource + "/"):
             return self.chat(environ, start_response)
         if path == "/socket.io.js":
+            environ["wsgi.file_wrapper"] = ClosingFileIter
             return self.client_script(environ, start_response)
         if path == "/healthz":
             return self.health(environ, start_response)
@@ -76,7 +93,7 @@ class ChatMiddleware:
     def chat(self, environ, start_response):
         """Run one session's namespaces until it ends (called once per session by the server)."""
         if "socketio" not in environ:
-            return self.plain(start_response, "400 Bad Request", "Socket.IO requests need a ChatServer.\n")
+            return plain(start_response, "400 Bad Request", "Socket.IO requests need a ChatServer.\n")
         socketio_manage(environ, self.namespaces, request=self.service, error_handler=send_error)
         return []
 
@@ -100,13 +117,6 @@ class ChatMiddleware:
         response.cache_control = "no-store"
         return response(environ, start_response)
 
-    @staticmethod
-    def plain(start_response, status, text):
-        """A short plain-text answer."""
-        body = text.encode()
-        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-        return [body]
-
 
 def with_headers(app, headers):
     """Wrap a WSGI app so every response carries ``headers``."""
@@ -120,7 +130,42 @@ def with_headers(app, headers):
     return wrapped
 
 
+class StaticFiles(DirectoryApp):
+    """WebOb's DirectoryApp, kept inside its folder: no symbolic link out, no path it cannot decode.
+
+    DirectoryApp checks names only, and looks for an index page before even that:
+    ``/../other/`` served ``other/index.html`` beside the folder, a link in the folder to
+    ``/etc`` was followed, and a path that is not UTF-8 raised in WebOb (500). Here every
+    path is resolved to its real location first.
+    """
+
+    def __init__(self, path, **settings):
+        super().__init__(path, **settings)
+        self.root = os.path.realpath(self.path)
+
+    def __call__(self, environ, start_response):
+        text = request_path_text(environ.get("PATH_INFO", ""))
+        if text is None:
+            return plain(start_response, "400 Bad Request", "The path is not valid UTF-8 text.\n")
+        relative = relative_static_path(text)
+        target = os.path.realpath(os.path.join(self.root, relative or ""))
+        if relative is None or not is_inside(self.root, target):
+            return plain(start_response, "403 Forbidden", "That path is outside the static files.\n")
+        if not (os.path.isfile(target) or os.path.isfile(os.path.join(target, self.index_page or ""))):
+            # WebOb's own 404 names the absolute path it looked for.
+            return plain(start_response, "404 Not Found", "No such file.\n")
+        environ["wsgi.file_wrapper"] = ClosingFileIter  # FileApp uses it when present
+        return super().__call__(environ, start_response)
+
+
+def plain(start_response, status, text):
+    """A short plain-text answer."""
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def make_app(static_dir=STATIC_DIR, **settings):
     """The chat WSGI app: the chat in front of the page in ``static_dir``."""
-    page = with_headers(DirectoryApp(str(static_dir)), PAGE_HEADERS)
+    page = with_headers(StaticFiles(str(static_dir)), PAGE_HEADERS)
     return ChatMiddleware(page, **settings)

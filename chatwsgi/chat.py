@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from chatwsgi.backplane import LocalBackplane
 from chatwsgi.errors import ChatError
+from chatwsgi.rooms import DEFAULT_ROOM
 
 NICKNAME_MAX = 32
 ROOM_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -98,6 +99,7 @@ class Chat:
         max_chars=2000,
         max_rooms=1000,
         max_rooms_per_member=10,
+        max_solo_rooms_per_member=3,
         clock=time.time,
         new_token=lambda: secrets.token_urlsafe(16),
         new_epoch=lambda: secrets.token_urlsafe(6),
@@ -105,6 +107,9 @@ class Chat:
     ):
         self.max_chars = max_chars
         self.max_rooms_per_member = max_rooms_per_member
+        # Rooms only this member is in: without a bound a few connections could open
+        # every room the server holds (max_rooms) and nobody else could open one.
+        self.max_solo_rooms_per_member = max_solo_rooms_per_member
         self.clock = clock
         self.new_token = new_token
         if backplane is None:
@@ -149,11 +154,23 @@ class Chat:
         after = None if after is None else clean_sequence(after)  # refuse before changing anything
         epoch = clean_epoch(epoch)
         state = self.members[member]
-        if name not in state.rooms and len(state.rooms) >= self.max_rooms_per_member:
-            raise ChatError("too_many_rooms", "Leave a room before joining another.")
+        if name not in state.rooms:
+            self._check_room_allowance(state, name)
         newly = self.backplane.enter(name, member, nickname)
         state.rooms.add(name)
         return self.backplane.history(name, after, epoch), newly
+
+    def _check_room_allowance(self, state, name):
+        if len(state.rooms) >= self.max_rooms_per_member:
+            raise ChatError("too_many_rooms", "Leave a room before joining another.")
+        if self.backplane.count(name) == 0:  # opening a room
+            solo = [r for r in state.rooms if r != DEFAULT_ROOM and self.backplane.count(r) == 1]
+            if len(solo) >= self.max_solo_rooms_per_member:
+                raise ChatError(
+                    "too_many_rooms",
+                    "Nobody else is in %s: wait for company before opening another room."
+                    % ", ".join(sorted(solo)),
+                )
 
     def joined_room(self, member, raw_room):
         """The name of room ``raw_room``; ChatError('not_in_room') unless the member is in it."""

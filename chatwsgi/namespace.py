@@ -9,12 +9,14 @@ import logging
 
 from chatwsgi.compat.namespace import CompatNamespace
 from chatwsgi.errors import ChatError
+from chatwsgi.limits import Flood
 
 log = logging.getLogger(__name__)
 
 
 def answers(handler):
-    """Turn a ChatError into an ``error`` event plus an ``{ok: false, ...}`` ack."""
+    """Turn a ChatError into an ``error`` event plus an ``{ok: false, ...}`` ack; a flood
+    also ends the session."""
 
     @functools.wraps(handler)
     def answer(self, request=None):
@@ -26,6 +28,8 @@ def answers(handler):
             if isinstance(request, dict) and isinstance(request.get("id"), str):
                 body["id"] = request["id"][:64]
             self.emit("error", body)
+            if isinstance(refusal, Flood):
+                self.socket.end_flood(refusal.message, told=True)
             return dict(body, ok=False)
 
     return answer
@@ -45,9 +49,16 @@ class ChatNamespace(CompatNamespace):
         return self.socket.sessid
 
     def recv_connect(self):
-        """The client opened the namespace: register it with no nickname yet."""
+        """The client opened the namespace: register it with no nickname yet.
+
+        The rate limits belong to the session, so opening the namespace again (even after
+        closing it) never refills them.
+        """
+        session = self.socket
+        if session.event_limits is None:
+            session.event_limits = self.service.new_limits()
         self.connected_to_chat = True
-        self.service.connect(self.member, self.socket.put_client_msg, self.end_session)
+        self.service.connect(self.member, session.put_client_msg, self.end_session, session.event_limits)
 
     @answers
     def on_nickname(self, request):
@@ -82,8 +93,9 @@ class ChatNamespace(CompatNamespace):
         return self.service.rooms(self.member, request)
 
     def end_session(self):
-        """Close this session (its nickname was reclaimed by a newer connection)."""
-        self.socket.kill(detach=True)
+        """End this session (its nickname was reclaimed by a newer connection); the client is
+        told, so it does not reconnect and reclaim it back."""
+        self.socket.boot()
 
     def disconnect(self, silent=False):
         """Leave the chat once, whichever way the connection ended."""

@@ -23,6 +23,7 @@ PACKET_TYPES = (
 )
 TYPE_CODES = {name: str(code) for code, name in enumerate(PACKET_TYPES)}
 FRAME_MARK = "\ufffd"
+DISCONNECT = "0::"
 HEARTBEAT = "2::"
 NOOP = "8::"
 CONNECT = "1::"
@@ -179,7 +180,10 @@ def decode_payload(body):
     """Split a polling body into packets; a body without framing is one packet (B6)."""
     if not body.startswith(FRAME_MARK):
         return [body]
-    units = body.encode("utf-16-le")
+    try:
+        units = body.encode("utf-16-le")
+    except UnicodeEncodeError:
+        raise ProtocolError("payload framing: a lone surrogate is not text") from None
     messages, position = [], 0
     mark = FRAME_MARK.encode("utf-16-le")
     while position < len(units):
@@ -187,7 +191,8 @@ def decode_payload(body):
             raise ProtocolError("payload framing: expected a frame mark")
         end = _find_unit(units, mark, position + 2)
         length_text = units[position + 2 : end].decode("utf-16-le") if end > 0 else ""
-        if not is_decimal(length_text):
+        # Digits bounded: int() refuses over 4,300 of them, and no body holds 10**12 units.
+        if not is_decimal(length_text) or len(length_text) > 12:
             raise ProtocolError("payload framing: bad length %r" % length_text[:12])
         start = end + 2
         stop = start + 2 * int(length_text)
@@ -257,7 +262,19 @@ def decode_jsonp_body(body):
     value = _loads(form["d"][0])
     if not isinstance(value, str):
         raise ProtocolError("jsonp 'd' must hold a JSON string")
+    if not _is_unicode(value):
+        # Only a JSON escape can make one (the bytes are UTF-8): no client sends it.
+        raise ProtocolError("jsonp 'd' holds a lone surrogate, which is not text")
     return value
+
+
+def _is_unicode(text):
+    """True unless ``text`` holds a lone surrogate (which no UTF encodes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

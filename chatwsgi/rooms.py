@@ -84,7 +84,9 @@ class Room:
         self.members = {}  # owner (a session id) -> nickname, in join order
         self.history = deque(maxlen=history_size)
         self.last_seq = 0
-        self._stored_ids = OrderedDict()  # (author folded, id) -> Message
+        # (author folded, id) -> seq: a bounded window of ids, not of messages (a retry
+        # needs its sequence number back, not the text the room already holds).
+        self._stored_ids = OrderedDict()
         self._remembered_ids = max(remembered_ids, history_size)
 
     def roster(self):
@@ -95,11 +97,11 @@ class Room:
         """Store a message once per (author, id); return (message, created)."""
         key = (author.casefold(), message_id)
         if key in self._stored_ids:
-            return self._stored_ids[key], False
+            return Message(self.name, self._stored_ids[key], message_id, author, text, ts), False
         self.last_seq += 1
         message = Message(self.name, self.last_seq, message_id, author, text, ts)
         self.history.append(message)
-        self._stored_ids[key] = message
+        self._stored_ids[key] = self.last_seq
         if len(self._stored_ids) > self._remembered_ids:
             self._stored_ids.popitem(last=False)
         return message, True

@@ -8,7 +8,7 @@ import time
 import gevent
 from socketio.server import SocketIOServer
 
-from chatwsgi import protocol
+from chatwsgi import connections, protocol
 from chatwsgi.compat.handler import TRANSPORTS, ChatHandler
 from chatwsgi.compat.socket import ChatSocket
 from chatwsgi.liveness import Liveness
@@ -26,6 +26,10 @@ SESSION_DEFAULTS = {
     "max_body_bytes": 1024 * 1024,
     # A websocket client this far behind (bytes written but unread) is dropped.
     "max_backlog_bytes": 1024 * 1024,
+    # Inbound packets per session (heartbeats included): a rate and a burst; far past the
+    # burst is a flood and ends the session.
+    "max_packet_rate": 50.0,
+    "max_packet_burst": 100,
     "allowed_origins": (),
 }
 
@@ -55,6 +59,7 @@ class ChatServer(SocketIOServer):
 
     def __init__(self, listener, application, transports=ADVERTISED, **settings):
         self.liveness, session_config = pop_session_config(settings)
+        session_config.update(connections.pop_connection_config(settings))
         unknown = unknown_transports(transports)
         if unknown:
             raise ValueError(
@@ -65,12 +70,55 @@ class ChatServer(SocketIOServer):
         super().__init__(listener, application, transports=list(transports), **settings)
         self.config.update(session_config)
         self._tender = None
+        self.connections = connections.Connections(
+            session_config["max_connections"], session_config["reserved_connections"]
+        )
+        self.pending = set()  # ids of sessions handshaken and maybe not connected yet
+        self._exhausted_logged = 0.0
+
+    def do_read(self):
+        """Accept one connection as a counted ClientSocket; pause quietly when out of descriptors.
+
+        gevent's own ``do_read`` printed a traceback per failed accept at the descriptor limit.
+        """
+        try:
+            fd, address = self.socket._accept()
+        except BlockingIOError:
+            return None
+        except OSError as error:
+            if error.errno not in connections.EXHAUSTED:
+                raise
+            self._pause_accepting(error)
+            return None
+        listener = self.socket
+        sock = connections.ClientSocket(
+            self.connections, listener.family, listener.type, listener.proto, fileno=fd
+        )
+        return sock, address
+
+    def _pause_accepting(self, error):
+        now = time.monotonic()
+        if now - self._exhausted_logged > 10:  # a warning, not one per connection attempt
+            self._exhausted_logged = now
+            log.warning("accepting paused: %s (%d connections open)", error, self.connections.open)
+        self.stop_accepting()
+        gevent.spawn_later(0.1, self._resume_accepting)
+
+    def _resume_accepting(self):
+        if self.started:
+            self.start_accepting()
 
     def handle(self, socket, address):
-        """B17: no Nagle delay, so a poll's headers and body leave at once."""
+        """Serve one connection: B17 (no Nagle delay, so a poll's headers and body leave at
+        once), and the connection limits (see connections.py)."""
         with contextlib.suppress(OSError):  # not TCP (a Unix socket): nothing to tune
             socket.setsockopt(socketlib.IPPROTO_TCP, socketlib.TCP_NODELAY, 1)
-        super().handle(socket, address)
+        admission = self.connections.admission()
+        if admission is connections.FULL:
+            return connections.refuse_at_once(socket)
+        handler = self.handler_class(self.config, socket, address, self)
+        handler.crowded = admission is connections.CROWDED
+        return handler.handle()
 
     def get_socket(self, sessid=""):
         """The session with this id (None if unknown), or a new one when no id is given."""
@@ -78,7 +126,22 @@ class ChatServer(SocketIOServer):
             return self.sockets.get(sessid)
         session = ChatSocket(self, self.config)
         self.sockets[session.sessid] = session
+        self.pending.add(session.sessid)
         return session
+
+    def pending_full(self):
+        """Whether ``max_pending_sessions`` sessions are handshaken but not connected."""
+        limit = self.config["max_pending_sessions"]
+        if len(self.pending) < limit:
+            return False
+        # Pruned only when it looks full: connected and ended sessions leave no trace
+        # elsewhere, and a pass per ``limit`` handshakes is cheap.
+        self.pending = {
+            sessid
+            for sessid in self.pending
+            if sessid in self.sockets and not self.sockets[sessid].connection_established
+        }
+        return len(self.pending) >= limit
 
     def start_accepting(self):
         """Start accepting and the session tender."""
@@ -133,4 +196,6 @@ class ChatServer(SocketIOServer):
 def make_server(application, host="127.0.0.1", port=8080, **settings):
     """A ChatServer for ``application`` bound to host:port (127.0.0.1 unless told)."""
     settings.setdefault("log", None)
+    # pywsgi's complaints go to logging (at ERROR), not straight to stderr.
+    settings.setdefault("error_log", logging.getLogger("chatwsgi.http"))
     return ChatServer((host, port), application, **settings)

@@ -10,7 +10,7 @@ from chatwsgi import protocol
 from chatwsgi.chat import Chat, clean_room_name
 from chatwsgi.errors import ChatError
 from chatwsgi.hub import LocalHub
-from chatwsgi.limits import TokenBucket
+from chatwsgi.limits import EVENT_RATES, EventLimits
 
 ENDPOINT = "/chat"
 
@@ -28,6 +28,11 @@ class ChatService:
 
     It is its backplane's listener: frames the backplane delivers (from this node or,
     with Redis, from any node) go to this node's members through the hub.
+
+    Every request is refused (``not_connected``) from a member that has not connected, so
+    nothing is claimed that a disconnect would not release, and costs a token of its kind
+    (``limits.EVENT_RATES``) from the member's EventLimits, which the caller may keep across
+    reconnects of the same session so that reconnecting never refills them.
     """
 
     def __init__(
@@ -38,6 +43,7 @@ class ChatService:
         rate=5.0,
         burst=10,
         typing_rate=2.0,
+        rates=None,
         announce_limit=200,
         clock=time.monotonic,
     ):
@@ -46,31 +52,46 @@ class ChatService:
         self.backplane.listener = self
         self.hub = hub if hub is not None else LocalHub()
         self.endpoint = endpoint
-        self.rate, self.burst, self.typing_rate = rate, burst, typing_rate
+        self.rates = dict(EVENT_RATES, message=(rate, burst), typing=(typing_rate, typing_rate * 2))
+        self.rates.update(rates or {})  # (rate, burst) by event kind, over the defaults
         self.clock = clock
         # Above this many members a room stops announcing each join and leave: announcing
         # to everyone makes a room's filling up cost O(members squared) frames.
         self.announce_limit = announce_limit
         self._sinks = {}
         self._closers = {}
-        self._buckets = {}
+        self._limits = {}
 
     def frame(self, name, *args):
         """One encoded event for this chat's endpoint."""
         return protocol.event_frame(self.endpoint, name, *args)
 
-    def connect(self, member, sink, close=None):
-        """A new connection whose frames go to ``sink``; ``close()`` ends it (when evicted)."""
+    def new_limits(self):
+        """Fresh rate limits for one session."""
+        return EventLimits(self.rates, self.clock)
+
+    def connect(self, member, sink, close=None, limits=None):
+        """A connection whose frames go to ``sink``; ``close()`` ends it (when evicted).
+
+        ``limits`` are the session's (kept by the caller across reconnects); a member that
+        connects again keeps the ones it has.
+        """
         self.chat.connect(member)
         self._sinks[member] = sink
         self._closers[member] = close
-        self._buckets[member] = (
-            TokenBucket(self.rate, self.burst, self.clock),
-            TokenBucket(self.typing_rate, self.typing_rate * 2, self.clock),
-        )
+        if limits is not None or member not in self._limits:
+            self._limits[member] = limits or self.new_limits()
+
+    def _spend(self, member, kind):
+        """Refuse a member that has not connected; spend a token of ``kind``."""
+        limits = self._limits.get(member)
+        if limits is None:
+            raise ChatError("not_connected", "Connect to %s first (send 1::%s)." % ((self.endpoint,) * 2))
+        limits.take(kind)
 
     def nickname(self, member, request):
         """Claim a nickname; return (ack, member evicted by a reclaim or None)."""
+        self._spend(member, "nickname")
         request = _request(request)
         change = self.chat.set_nickname(member, request.get("nickname"), request.get("token"))
         if change.evicted is not None:
@@ -84,6 +105,7 @@ class ChatService:
 
     def join(self, member, request):
         """Enter a room: history (or catch-up after ``after``) and roster in the ack."""
+        self._spend(member, "room")
         request = _request(request)
         room = clean_room_name(request.get("room"))
         # Subscribed before history is read: a message stored meanwhile (on any node) then
@@ -103,6 +125,7 @@ class ChatService:
 
     def leave(self, member, request):
         """Leave a room."""
+        self._spend(member, "room")
         room = self.chat.leave(member, _request(request).get("room"))
         self.hub.unsubscribe(room, member)
         self._announce(room, "leave", self.chat.nickname_of(member))
@@ -110,36 +133,41 @@ class ChatService:
 
     def message(self, member, request):
         """Store and broadcast a message once per id; ack {id, seq} after both."""
+        self._spend(member, "message")
         request = _request(request)
-        self._buckets[member][0].take()
         # Stored once per id; the backplane delivers it on every node, in sequence order.
         message, _ = self.chat.post(member, request.get("room"), request.get("id"), request.get("text"))
         return {"ok": True, "id": message.id, "seq": message.seq}
 
     def typing(self, member, request):
         """Tell the others in a room that this member is typing (excess is dropped)."""
-        room, nickname = self.chat.typing(member, _request(request).get("room"))
         try:
-            self._buckets[member][1].take()
-        except ChatError:
+            self._spend(member, "typing")
+        except ChatError as refusal:
+            if refusal.code != "rate_limited":
+                raise
             return {"ok": False, "code": "rate_limited"}
+        room, nickname = self.chat.typing(member, _request(request).get("room"))
         self.backplane.publish(room, self.frame("typing", {"room": room, "nickname": nickname}), member)
         return {"ok": True}
 
     def catch_up(self, member, request):
         """Messages of a joined room after the client's last seen sequence number."""
+        self._spend(member, "query")
         request = _request(request)
         history = self.chat.catch_up(member, request.get("room"), request.get("after"), request.get("epoch"))
         return dict(history.as_dict(), ok=True)
 
     def roster(self, member, request):
         """Nicknames in a joined room."""
+        self._spend(member, "query")
         request = _request(request)
         room = self.chat.joined_room(member, request.get("room"))
         return {"ok": True, "room": room, "members": self.chat.roster(room)}
 
     def rooms(self, member, request=None):
         """Rooms with their member counts."""
+        self._spend(member, "query")
         return {"ok": True, "rooms": self.chat.room_list()}
 
     def disconnect(self, member):
@@ -185,7 +213,7 @@ class ChatService:
     def _forget(self, member, rooms, nickname):
         self._sinks.pop(member, None)
         self._closers.pop(member, None)
-        self._buckets.pop(member, None)
+        self._limits.pop(member, None)
         self.hub.drop(member)
         for room in rooms:
             self._announce(room, "leave", nickname)

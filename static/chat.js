@@ -5,7 +5,8 @@
   var MAX_TEXT = 2000;
   var TRANSPORTS = ['websocket', 'xhr-polling', 'jsonp-polling'];
   var STATUS_TEXT = {connecting: 'Connecting…', connected: 'Connected',
-    reconnecting: 'Reconnecting…', offline: 'Offline'};
+    reconnecting: 'Reconnecting…', offline: 'Offline',
+    ended: 'Disconnected by the server (signed in elsewhere?): reload to reconnect'};
 
   var $ = function (id) { return document.getElementById(id); };
   var el = {
@@ -367,13 +368,15 @@
     else if (wantNick) submitNick(wantNick);
     refreshRooms();
   });
-  socket.on('disconnect', function () {
+  socket.on('disconnect', function (reason) {
     connected = false;
     epoch += 1;
     inFlight = null;
     joinedNow.clear();
     joining.clear();
-    lost();
+    // 'booted': the server ended this session on purpose (this nickname was reclaimed by
+    // another tab or device): the client does not reconnect, so neither do we.
+    if (reason === 'booted') setStatus('ended'); else lost();
   });
   socket.on('reconnecting', lost);
   socket.on('reconnect', function () { setStatus('connected'); showTransport(); });

@@ -9,11 +9,14 @@ import logging
 import secrets
 import time
 
+import gevent
 from gevent.event import AsyncResult, Event
 from gevent.queue import Empty, Queue
 from socketio.virtsocket import Socket
 
 from chatwsgi import protocol
+from chatwsgi.errors import ChatError
+from chatwsgi.limits import Flood, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,12 @@ class ChatSocket(Socket):
         self.connection = None  # the TCP socket a websocket session lives on
         self.writer = None  # a websocket session's FrameWriter: packets go straight out
         self.reader = None  # a websocket session's EventReader
+        self.bound_transport = None  # the transport it connected on: no other may use it
+        # Every inbound packet, heartbeats included, costs a token of the session's own.
+        self.packet_limit = TokenBucket(config["max_packet_rate"], config["max_packet_burst"])
+        self.event_limits = None  # the chat's limits, made when the namespace first connects
+        self.flooded = False
+        self.queued_bytes = 0  # a polling session's packets not yet written to a poll
 
     def kill(self, detach=False):
         """End the session; a websocket's TCP connection is shut so its reader wakes (B9)."""
@@ -80,14 +89,51 @@ class ChatSocket(Socket):
             self.server_queue.put_nowait(msg)
 
     def receive_all(self, messages):
-        """Queue inbound packets, refusing ones over the size cap or not text."""
+        """Queue inbound packets, refusing ones over the size cap or rate, or not text."""
         for message in messages:
+            if self.flooded or not self.admit_packet():
+                return
             if not isinstance(message, str):
                 self.error("invalid_packet", "Packets are text frames.", endpoint="")
             elif len(message) > self.config["max_packet_bytes"]:
                 self.refuse_too_large()
             else:
                 self.put_server_msg(message)
+
+    def admit_packet(self):
+        """Spend a packet token: False (and an error, or the end of a flood) when refused."""
+        try:
+            self.packet_limit.take("packets")
+        except Flood as flood:
+            self.end_flood(flood.message)
+            return False
+        except ChatError as refusal:
+            self.error(refusal.code, refusal.message, endpoint="")
+            return False
+        return True
+
+    def end_flood(self, reason, told=False):
+        """End a session flooding the server: told why (unless ``told`` already), logged
+        once, closed after this turn of the loop (so that what it was told goes out first)."""
+        if self.flooded:
+            return
+        self.flooded = True
+        address = getattr(self, "environ", {}).get("REMOTE_ADDR", "?")
+        log.warning("session %s from %s disconnected: %s", self.sessid, address, reason)
+        if not told:
+            self.error("flood", reason, endpoint="")
+        self.boot()
+
+    def boot(self):
+        """End the session on purpose: ``0::`` tells the 0.9 client it was disconnected by the
+        server (it does not reconnect then, as it does after a plain close), and the session
+        is killed once what was sent before is written."""
+        if not self.connected:
+            return
+        self.put_client_msg(protocol.DISCONNECT)
+        # A greenlet, not a hub callback: ending a polling session waits for its greenlets;
+        # and it runs after this turn's frames are written (their uncork was queued first).
+        gevent.spawn(self.kill, True)
 
     def refuse_too_large(self):
         """Tell the client a packet was dropped for its size."""
@@ -132,7 +178,15 @@ class ChatSocket(Socket):
         if kind in ("heartbeat", "noop"):
             return
         if kind == "disconnect" and endpoint == "":
-            self.kill(detach=True)
+            self.boot()
+            return
+        if kind != "connect" and endpoint in self.namespaces and endpoint not in self.active_ns:
+            # A namespace opens with its connect packet only (as in the 0.9 reference): one
+            # made by any other packet would never have run recv_connect.
+            if kind != "disconnect":
+                self.error(
+                    "not_connected", "Connect to %s first (send 1::%s)." % (endpoint, endpoint), endpoint
+                )
             return
         namespace = self.namespace_for(endpoint)
         if namespace is None:
@@ -142,6 +196,15 @@ class ChatSocket(Socket):
         if packet.get("ack") == "data" and "id" in packet:
             args = list(result) if isinstance(result, tuple) else [result]
             self.send_packet({"type": "ack", "ackId": packet["id"], "args": args, "endpoint": endpoint})
+
+    def remove_namespace(self, namespace):
+        """The client left a namespace: forget it, the session lives on.
+
+        gevent-socketio ends the whole session when its last namespace goes; the 0.9
+        reference does not, and the 0.9 client then reconnected and reopened the namespace
+        it had just left.
+        """
+        self.active_ns.pop(namespace, None)
 
     def namespace_for(self, endpoint):
         """The endpoint's namespace, created on its first packet; None if unknown."""
@@ -164,8 +227,17 @@ class ChatSocket(Socket):
         self.put_client_msg(protocol.encode_packet(pkt))
 
     def put_client_msg(self, msg):
-        """One packet for the client: written now on a websocket, queued for the next poll."""
+        """One packet for the client: written now on a websocket, queued for the next poll.
+
+        A polling client more than ``max_backlog_bytes`` behind is dropped like a slow
+        websocket consumer: its queue never grows without bound.
+        """
         if self.writer is None:
+            if msg is not None:
+                self.queued_bytes += len(msg)
+                if self.queued_bytes > self.config["max_backlog_bytes"] and self.connected:
+                    self.drop_slow_consumer()
+                    return
             self.client_queue.put_nowait(msg)
         elif msg is not None:  # None is the library's end-of-session mark for a sender loop
             self.writer.send(msg)
@@ -211,6 +283,10 @@ class ChatSocket(Socket):
     def give_back(self, messages):
         """B18: packets a poll could not write go out first on the next poll."""
         self.returned = list(messages) + self.returned
+
+    def poll_written(self, messages):
+        """The packets a poll took reached the client's connection: no longer queued."""
+        self.queued_bytes -= sum(map(len, messages))
 
     # Liveness (checked by the server's one session tender, see server.py) -
 

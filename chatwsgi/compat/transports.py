@@ -18,6 +18,9 @@ from chatwsgi.compat.websocket import TOO_LARGE, FrameWriter
 
 log = logging.getLogger(__name__)
 
+# Packets a websocket session's reader handles before letting everyone else run.
+PACKETS_PER_TURN = 32
+
 
 class PollingTransport(transports.XHRPollingTransport):
     """xhr-polling: GET waits for queued packets, POST delivers packets."""
@@ -59,6 +62,7 @@ class PollingTransport(transports.XHRPollingTransport):
                 return
             try:
                 self.respond(protocol.encode_payload(messages) if messages else protocol.NOOP)
+                socket.poll_written(messages)
             except OSError:
                 # B18: the client went away mid-write; keep the packets for its next poll.
                 socket.give_back(messages)
@@ -187,11 +191,13 @@ class EventReader:
     and re-arms the watcher. End of stream or an error ends the session at once.
     """
 
-    __slots__ = ("session", "websocket", "rfile", "watcher")
+    __slots__ = ("session", "websocket", "rfile", "watcher", "pause")
 
     def __init__(self, session, websocket, rfile, fileno):
         self.session, self.websocket, self.rfile = session, websocket, rfile
-        self.watcher = gevent.get_hub().loop.io(fileno, 1)  # 1: readable
+        loop = gevent.get_hub().loop
+        self.watcher = loop.io(fileno, 1)  # 1: readable
+        self.pause = None  # a zero timer, made when a turn's budget runs out
         if self._buffered():  # frames that came with the upgrade request are read already
             gevent.spawn(self._drain)
         else:
@@ -203,6 +209,7 @@ class EventReader:
 
     def _drain(self):
         session, websocket = self.session, self.websocket
+        budget = PACKETS_PER_TURN
         try:
             while True:
                 message = websocket.receive()
@@ -212,14 +219,28 @@ class EventReader:
                     session.refuse_too_large()
                 else:
                     session.receive_all([message])
+                budget -= 1
+                if session.connection is None:
+                    break  # the session was ended meanwhile
+                if session.flooded:
+                    return  # its end is scheduled, after what it was told goes out
                 if not self._buffered():
-                    if session.connection is None:
-                        break  # the session was killed meanwhile
                     self.watcher.start(self._readable)
+                    return
+                if not budget:
+                    self._resume_next_turn()
                     return
         except (WebSocketError, OSError, ValueError) as error:
             log.debug("websocket read ended for %s: %s", session.sessid, error)
         self.end()
+
+    def _resume_next_turn(self):
+        # Fairness: a connection that always has data (a flood) yields after its budget. A
+        # zero timer fires after the loop's next poll, so every other ready socket, timer
+        # and greenlet runs first; the flood costs its own latency, not everyone's.
+        if self.pause is None:
+            self.pause = gevent.get_hub().loop.timer(0.0)
+        self.pause.start(self._readable)
 
     def _buffered(self):
         """Whether a byte waits in the read buffer or the kernel (a peek that never blocks)."""
@@ -243,6 +264,8 @@ class EventReader:
     def close(self):
         """Stop watching and release the connection (this reader holds its last reference)."""
         self.watcher.stop()
+        if self.pause is not None:
+            self.pause.stop()
         rfile, self.rfile = self.rfile, None
         if rfile is not None:
             rfile.close()

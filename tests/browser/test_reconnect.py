@@ -65,3 +65,32 @@ def test_a_dropped_page_catches_up(browser, chat_url, transport):
     wait(bob, lambda d: len(message_texts(d)) >= 4, timeout=20)
     assert message_texts(bob) == ["seen by both"] + away  # each exactly once, in order
     assert bob.execute_script("return document.querySelectorAll('#messages li.gap').length") == 0
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+def test_a_duplicated_tab_takes_the_nickname_and_the_old_one_stays_out(browser, chat_url, transport):
+    nickname = "twin-" + transport
+    first = open_chat(browser, chat_url, nickname, transport, room="twins")
+    saved = first.execute_script(
+        "return [sessionStorage.getItem('chatwsgi.nickname'), sessionStorage.getItem('chatwsgi.token')]"
+    )
+    # A duplicated tab: the same sessionStorage, so the same nickname and reclaim token.
+    second = browser()
+    second.get(chat_url + "/?transport=%s&room=twins" % transport)
+    second.execute_script(
+        "sessionStorage.setItem('chatwsgi.nickname', arguments[0]);"
+        "sessionStorage.setItem('chatwsgi.token', arguments[1]);",
+        *saved,
+    )
+    second.get(chat_url + "/?transport=%s&room=twins&nick=%s" % (transport, nickname))
+    wait(second, status_is("connected"))
+    wait(second, lambda d: d.execute_script("return window.chat.state.nickname") == nickname)
+    # The server told the first tab its session was ended on purpose: it does not reconnect
+    # (and reclaim the nickname back, and so on for ever).
+    wait(first, status_is("ended"))
+    session = second.execute_script("return window.chat.socket.socket.sessionid")
+    send(second, "the twin speaks")
+    wait(second, lambda d: own_states(d) == ["acked"])
+    assert second.execute_script("return window.chat.socket.socket.sessionid") == session
+    assert first.execute_script("return window.chat.socket.socket.connected") is False
+    assert roster(second) == [nickname]

@@ -16,12 +16,12 @@ BACKLOG = 64 * 1024
 
 @pytest.fixture
 def app_settings():
-    return {"rate": 1e6, "burst": 10**6}
+    return {"rate": 1e6, "burst": 10**6, "rates": {"query": (1e6, 10**6)}}
 
 
 @pytest.fixture
 def server_settings():
-    return {"max_backlog_bytes": BACKLOG}
+    return {"max_backlog_bytes": BACKLOG, "max_packet_rate": 1e6, "max_packet_burst": 10**6}
 
 
 def test_a_client_that_stops_reading_is_dropped_and_stalls_no_one(server, address, caplog):

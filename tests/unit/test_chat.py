@@ -304,6 +304,31 @@ def test_max_rooms_per_member():
     assert chat.members["m1"].rooms == {"b", "c"}
 
 
+def test_a_member_opens_at_most_three_rooms_nobody_else_is_in():
+    chat = with_member(make_chat(), "m1", "alice", "lobby", "a", "b", "c")
+    error = refused("too_many_rooms", chat.join, "m1", "d")
+    assert "a, b, c" in error.message
+    # Rooms others are in do not count, and company frees an allowance.
+    with_member(chat, "m2", "bob", "busy", "a")
+    assert chat.join("m1", "busy")[1] is True
+    assert chat.join("m1", "d")[1] is True
+    refused("too_many_rooms", chat.join, "m1", "e")
+
+
+def test_a_hundred_sessions_cannot_take_every_room():
+    # Ten rooms each used to fill the 1,000-room cap with 100 connections.
+    chat = make_chat()
+    for n in range(100):
+        with_member(chat, "m%d" % n, "user%d" % n)
+        for r in range(10):
+            try:
+                chat.join("m%d" % n, "u%d-r%d" % (n, r))
+            except ChatError as refusal:
+                assert refusal.code == "too_many_rooms"
+    assert len(chat.backplane.rooms) == 1 + 100 * 3
+    with_member(chat, "late", "latecomer", "a-new-room")
+
+
 def test_max_rooms_drops_an_empty_room_to_make_space():
     chat = with_member(make_chat(max_rooms=3), "m1", "alice", "a", "b")
     assert sorted(chat.backplane.rooms) == ["a", "b", "lobby"]
@@ -390,8 +415,7 @@ def test_same_author_and_id_is_stored_once():
     chat.post("m1", "lobby", "other", "between")
     again, created_again = chat.post("m1", "lobby", "abc", "hello, edited")
     assert (created, created_again) == (True, False)
-    assert again is first
-    assert (again.seq, again.text) == (1, "hello")
+    assert (again.seq, again.id) == (first.seq, first.id) == (1, "abc")
     assert [m.id for m in chat.backplane.rooms["lobby"].history] == ["abc", "other"]
     assert chat.backplane.rooms["lobby"].last_seq == 2
 
@@ -402,7 +426,7 @@ def test_retry_after_a_reconnect_with_the_same_nickname_is_still_a_duplicate():
     chat.disconnect("m1")
     with_member(chat, "m2", "ALICE", "lobby")
     message, created = chat.post("m2", "lobby", "abc", "hello")
-    assert (created, message.seq, message.author) == (False, 1, "alice")
+    assert (created, message.seq, message.id) == (False, 1, "abc")
 
 
 def test_another_author_may_reuse_an_id():
@@ -427,6 +451,17 @@ def test_room_forgets_ids_beyond_remembered_ids():
     assert room.post("alice", "c", "t", 0.0)[1] is False
     message, created = room.post("alice", "a", "t", 0.0)
     assert (created, message.seq) == (True, 4)
+
+
+def test_the_id_window_keeps_sequence_numbers_not_messages():
+    room = Room("r", history_size=2, remembered_ids=1000)
+    for n in range(1000):
+        room.post("alice", "m%d" % n, "x" * 2000, 0.0)
+    # 2 messages of 2,000 characters in history; the 1,000 remembered ids hold none.
+    assert len(room.history) == 2
+    assert all(isinstance(seq, int) for seq in room._stored_ids.values())
+    message, created = room.post("alice", "m10", "retried", 0.0)
+    assert (created, message.seq) == (False, 11)
 
 
 @pytest.mark.parametrize("max_chars", [1, 5, 2000])

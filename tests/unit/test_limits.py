@@ -3,7 +3,7 @@
 import pytest
 
 from chatwsgi.errors import ChatError
-from chatwsgi.limits import TokenBucket
+from chatwsgi.limits import EVENT_RATES, EventLimits, Flood, TokenBucket
 
 
 class FakeClock:
@@ -99,3 +99,46 @@ def test_defaults_are_five_per_second_burst_ten():
     assert take_all(bucket)[0] == 10
     clock.advance(1.0)
     assert take_all(bucket)[0] == 5
+
+
+def test_refusals_far_past_the_burst_are_a_flood():
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1.0, burst=3, clock=clock)
+    assert take_all(bucket)[0] == 3
+    for _ in range(5):  # refused, told to wait: 6 refusals (two bursts) are allowed
+        with pytest.raises(ChatError) as info:
+            bucket.take()
+        assert info.value.code == "rate_limited"
+    with pytest.raises(Flood) as info:
+        bucket.take()
+    assert info.value.as_dict() == {"code": "flood", "message": "Far too many messages: disconnected."}
+
+
+def test_a_client_that_waits_for_its_refusals_never_floods():
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1.0, burst=3, clock=clock)
+    for _ in range(100):  # like the page: retry a second after a refusal, for ever
+        try:
+            bucket.take()
+        except ChatError as refusal:
+            assert refusal.code == "rate_limited"
+        clock.advance(0.5)
+
+
+def test_event_limits_keep_one_bucket_per_kind():
+    clock = FakeClock()
+    limits = EventLimits({"message": (1.0, 2), "room": (1.0, 1)}, clock)
+    limits.take("message")
+    limits.take("message")
+    limits.take("room")
+    with pytest.raises(ChatError, match="Too many messages"):
+        limits.take("message")
+    with pytest.raises(ChatError, match="Too many joins and leaves"):
+        limits.take("room")
+
+
+def test_every_event_kind_has_a_limit():
+    limits = EventLimits()
+    for kind in EVENT_RATES:
+        limits.take(kind)
+    assert set(limits.buckets) == {"message", "typing", "room", "nickname", "query"}

@@ -7,6 +7,7 @@ from chatwsgi.compat.socket import ChatSocket
 from chatwsgi.namespace import ChatNamespace
 from chatwsgi.server import pop_session_config
 from chatwsgi.service import ChatService
+from tests.support.chatting import wait_until
 
 
 class NoServer:
@@ -131,7 +132,8 @@ def test_reclaiming_a_nickname_ends_the_stale_session(service):
     (ack,) = call(old, "nickname", {"nickname": "alice"})
     token = ack["args"][0]["token"]
     call(new, "nickname", {"nickname": "alice", "token": token})
-    assert old.sessid not in server.sockets
+    assert drain(old)[-1] == "0::"  # told, so it does not reconnect and reclaim it back
+    wait_until(lambda: old.sessid not in server.sockets)
     assert service.chat.nickname_of(new.sessid) == "alice"
 
 

@@ -210,6 +210,10 @@ def test_decode_payload():
         (M + "1" + M + "🎉", "splits a character"),
         (M + "2" + M + "a🎉", "splits a character"),
         (M + "1" + M + "ab", "expected a frame mark"),
+        (M + "0000000000001" + M + "a", "bad length"),  # 13 digits
+        (M + "9" * 5000 + M + "a", "bad length"),  # F12: int() refuses over 4,300 digits
+        (M + "1" + M + "\ud800", "lone surrogate"),  # F12: UTF-16 cannot encode it
+        (M + "1" + M + "a" + M + "1" + M + "\udfff", "lone surrogate"),
     ],
 )
 def test_bad_framing_raises_protocol_error(body, reason):
@@ -398,6 +402,8 @@ def test_decode_jsonp_body_literal_form():
         (b"d=%22unterminated", "invalid JSON"),
         (b"d=%22a%22\xff", "not UTF-8"),
         ('d="é"'.encode("latin-1"), "not UTF-8"),
+        (b"d=%22%5Cud800%22", "lone surrogate"),  # F12: d="\ud800"
+        (b"d=%22%5Cufffd1%5Cufffd%5Cudfff%22", "lone surrogate"),
     ],
 )
 def test_decode_jsonp_body_refusals(body, reason):

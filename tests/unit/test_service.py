@@ -377,3 +377,70 @@ def test_rooms_above_the_announce_limit_stop_announcing_joins_and_leaves():
     assert '"kind":"leave"' in sinks["a"][-1]
     service.message("a", {"room": "big", "id": "m", "text": "still delivered"})
     assert all('"still delivered"' in sinks[m][-1] for m in ("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("method", "request_body"),
+    [
+        ("nickname", {"nickname": "squatter"}),
+        ("join", {"room": "lobby"}),
+        ("leave", {"room": "lobby"}),
+        ("message", {"room": "lobby", "id": "m1", "text": "hi"}),
+        ("typing", {"room": "lobby"}),
+        ("catch_up", {"room": "lobby", "after": 0}),
+        ("roster", {"room": "lobby"}),
+        ("rooms", {}),
+    ],
+)
+def test_nothing_before_the_namespace_is_connected(method, request_body):
+    service = make_service()
+    refused("not_connected", getattr(service, method), "ghost", request_body)
+    # Nothing was claimed that a disconnect would have to release.
+    assert service.chat.members == {}
+    assert service.backplane._nicknames == {}
+    assert service._limits == {} and service._sinks == {}
+
+
+def test_connecting_again_keeps_the_limits_it_had():
+    clock = FakeClock()
+    service = make_service(clock=clock, rate=1.0, burst=2)
+    alice = Client(service, "a", "alice", "lobby")
+    for n in range(2):
+        service.message("a", {"room": "lobby", "id": "m%d" % n, "text": "x"})
+    service.connect("a", alice.frames.append)  # 1::/chat sent again
+    refused("rate_limited", service.message, "a", {"room": "lobby", "id": "m2", "text": "x"})
+    # The session hands its own limits back after closing and reopening the namespace.
+    limits = service._limits["a"]
+    service.disconnect("a")
+    service.connect("a", alice.frames.append, limits=limits)
+    service.nickname("a", {"nickname": "alice"})
+    service.join("a", {"room": "lobby"})
+    refused("rate_limited", service.message, "a", {"room": "lobby", "id": "m2", "text": "x"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "call"),
+    [
+        ("room", lambda s, n: s.join("a", {"room": "r%d" % (n % 5)})),
+        ("room", lambda s, n: s.leave("a", {"room": "lobby"})),
+        ("nickname", lambda s, n: s.nickname("a", {"nickname": "alice%d" % n})),
+        ("query", lambda s, n: s.rooms("a", {})),
+        ("query", lambda s, n: s.roster("a", {"room": "lobby"})),
+        ("query", lambda s, n: s.catch_up("a", {"room": "lobby", "after": 0})),
+    ],
+)
+def test_every_event_is_limited_and_a_flood_is_told_so(kind, call):
+    service = make_service()  # a clock that never moves: no token comes back
+    Client(service, "a", "alice", "lobby")
+    rate, burst = service.rates[kind]
+    outcomes = []
+    for n in range(burst * 4):
+        try:
+            call(service, n)
+            outcomes.append("ok")
+        except ChatError as refusal:
+            outcomes.append(refusal.code)
+            if refusal.code == "flood":
+                break
+    assert outcomes[-1] == "flood"
+    assert outcomes.count("rate_limited") == 2 * burst

@@ -18,7 +18,6 @@ import pytest
 from gevent import socket
 
 from tests.support.chatting import TRANSPORTS, chatter, wait_until
-from tests.support.faults import Faults
 from tests.support.processes import ROOT, URL_RE
 from tests.support.sioclient import SocketIOClient, http
 
@@ -30,15 +29,6 @@ TIMEOUT = 1.0  # request and idle timeouts of these tests' servers
 @pytest.fixture
 def server_settings():
     return {"request_timeout": TIMEOUT, "idle_timeout": TIMEOUT}
-
-
-@pytest.fixture
-def faults():
-    """What the server reports while the test runs; asserted clean at the end."""
-    recorder = Faults().start()
-    yield recorder
-    recorder.stop()
-    recorder.assert_clean()
 
 
 def connect(address):

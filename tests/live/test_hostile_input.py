@@ -16,19 +16,9 @@ from gevent import socket
 from chatwsgi import make_app, make_server
 from chatwsgi.protocol import FRAME_MARK
 from tests.support.chatting import announced, chatter, wait_until
-from tests.support.faults import Faults
 from tests.support.sioclient import SocketIOClient, WebSocketConnection, http, read_response
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def faults():
-    """What the server reports while the test runs; asserted clean at the end."""
-    recorder = Faults().start()
-    yield recorder
-    recorder.stop()
-    recorder.assert_clean()
 
 
 def raw_request(address, data, timeout=5):

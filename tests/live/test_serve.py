@@ -78,16 +78,19 @@ def test_sigterm_tells_clients_and_exits_within_five_seconds():
     assert b"chatwsgi stopping" in server.output
 
 
-def test_bad_flags_get_a_usage_error_not_a_traceback():
+def usage_error(*flags):
+    """What serve.py says when it refuses ``flags`` (a usage error, exit 2, no traceback)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "serve.py"), "--transports", "htmlfile"],
-        capture_output=True,
-        text=True,
-        timeout=30,
+        [sys.executable, str(ROOT / "serve.py"), *flags], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2
-    assert "--transports takes some of websocket,xhr-polling,jsonp-polling, not htmlfile" in result.stderr
     assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+def test_bad_flags_get_a_usage_error_not_a_traceback():
+    refusal = usage_error("--transports", "htmlfile")
+    assert "--transports takes some of websocket,xhr-polling,jsonp-polling, not htmlfile" in refusal
 
 
 def test_liveness_flags_and_environment_reach_the_handshake():
@@ -101,12 +104,4 @@ def test_liveness_flags_and_environment_reach_the_handshake():
 
 
 def test_liveness_settings_that_cannot_work_are_refused():
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "serve.py"), "--close-timeout", "1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "too rarely for a client timeout of 1 s" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "too rarely for a client timeout of 1 s" in usage_error("--close-timeout", "1")

@@ -14,7 +14,7 @@ from socketIO_client.transports import _yield_text_from_framed_data
 
 from chatwsgi import protocol
 from tests.support.chatting import chatter
-from tests.support.remote import KINDS, THIRDPARTY, TRANSPORTS, RemoteClients, ack_summary
+from tests.support.remote import KINDS, THIRDPARTY, TRANSPORTS, ack_summary
 
 pytestmark = pytest.mark.live
 
@@ -24,14 +24,6 @@ pytestmark = pytest.mark.live
 UNICODE_TEXT = 'Zoë à l\'été: 你好世界 🎉👍🏽 "quoted" \\ back\\slash\nnew line \ufffd </script>'
 LONG_TEXT = ('ÀÉÎ 漢字 🚀 "q" \\ \n' * 200)[:2000]  # the longest message allowed
 assert len(LONG_TEXT) == 2000
-
-
-@pytest.fixture
-def remotes(address):
-    """Open third-party clients on demand; every driver is killed after the test."""
-    pool = RemoteClients(address)
-    yield pool
-    pool.close()
 
 
 def connect_all(remotes, *specs):

@@ -9,7 +9,7 @@ import gevent
 import pytest
 
 from tests.support.chatting import chatter
-from tests.support.remote import KINDS, TRANSPORTS, RemoteClients, stay_idle
+from tests.support.remote import KINDS, TRANSPORTS, stay_idle
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -28,14 +28,6 @@ SILENCE = 6  # seconds: longer than the heartbeat interval and the close timeout
 @pytest.fixture
 def server_settings():
     return SHORT
-
-
-@pytest.fixture
-def remotes(address):
-    """Open third-party clients on demand; every driver is killed after the test."""
-    pool = RemoteClients(address)
-    yield pool
-    pool.close()
 
 
 def idle_chatters(remotes, specs):

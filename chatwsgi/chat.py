@@ -56,6 +56,13 @@ def clean_message_id(raw):
     return raw
 
 
+def clean_token(raw):
+    """Check a reclaim token sent back by a client: None, or the text it was given."""
+    if raw is None or (isinstance(raw, str) and len(raw) <= 64):
+        return raw
+    raise ChatError("bad_request", "'token' must be the text the server sent.")
+
+
 def clean_sequence(raw):
     """Check a last-seen sequence number (a whole number >= 0)."""
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
@@ -131,6 +138,7 @@ class Chat:
     def set_nickname(self, member, raw, token=None):
         """Claim a nickname, unique case-insensitively; a matching token reclaims it."""
         nickname = clean_nickname(raw)
+        token = clean_token(token)
         state = self.members.setdefault(member, Member())
         state.token, evicted = self.backplane.claim(nickname, member, token, self.new_token)
         evicted_rooms = []

@@ -653,3 +653,12 @@ def test_restore_returns_members_whose_nickname_someone_else_took_meanwhile():
     chat.backplane.claim("alice", "elsewhere", None, lambda: "other-token")
     assert chat.restore() == ["m1"]
     assert chat.roster("lobby") == []
+
+
+@pytest.mark.parametrize("token", [True, 7, ["tok1"], {"t": 1}, "x" * 65])
+def test_a_token_that_is_not_the_text_sent_is_refused_before_the_backplane(token):
+    chat = with_member(make_chat(), "m1", "alice")
+    chat.connect("m2")
+    refused("bad_request", chat.set_nickname, "m2", "alice", token)
+    refused("bad_request", chat.set_nickname, "m2", "bob", token)
+    assert chat.members["m2"].nickname == ""

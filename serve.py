@@ -24,12 +24,11 @@ import gevent.event  # noqa: E402
 
 from chatwsgi import make_app, make_server  # noqa: E402
 from chatwsgi.backplane import LocalBackplane  # noqa: E402
-from chatwsgi.liveness import Liveness  # noqa: E402
+from chatwsgi.liveness import TIMINGS, Liveness  # noqa: E402
 from chatwsgi.redis_backplane import RedisBackplane  # noqa: E402
 from chatwsgi.server import ADVERTISED, unknown_transports  # noqa: E402
 
 SHUTDOWN_SECONDS = 5.0
-LIVENESS_FLAGS = ("heartbeat_interval", "heartbeat_timeout", "close_timeout", "poll_duration")
 
 
 def env(name, default):
@@ -51,7 +50,7 @@ def parse_args(argv):
     parser.add_argument("--redis", default=env("redis", ""), help="e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--node", default=env("node", ""), help="this node's name in a cluster")
     parser.add_argument("--node-ttl", type=float, default=float(env("node_ttl", "10")))
-    for name in LIVENESS_FLAGS:
+    for name in TIMINGS:
         default = getattr(Liveness, name)
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=float(env(name, default)))
     args = parser.parse_args(argv)
@@ -69,7 +68,7 @@ def parse_args(argv):
 
 def liveness_settings(args):
     """The liveness timings among the parsed flags, as server settings."""
-    return {name: getattr(args, name) for name in LIVENESS_FLAGS}
+    return {name: getattr(args, name) for name in TIMINGS}
 
 
 def shut_down(server, app):

@@ -19,6 +19,10 @@ timeout whatever the settings; settings that cannot keep that promise are refuse
 import math
 from dataclasses import dataclass
 
+# The timings an operator sets (serve.py flags); the tender's pace is a server setting too.
+TIMINGS = ("heartbeat_interval", "heartbeat_timeout", "close_timeout", "poll_duration")
+SETTINGS = TIMINGS + ("tend_interval", "tend_slices")
+
 # The client may hear nothing for at most this share of its timeout. The 0.9 reference's
 # defaults (25 s heartbeats, 60 s timeouts) leave the same room for a late heartbeat.
 MARGIN = 0.5

@@ -11,15 +11,12 @@ from socketio.server import SocketIOServer
 from chatwsgi import connections, protocol
 from chatwsgi.compat.handler import TRANSPORTS, ChatHandler
 from chatwsgi.compat.socket import ChatSocket
+from chatwsgi.liveness import SETTINGS as LIVENESS_SETTINGS
 from chatwsgi.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
 ADVERTISED = tuple(TRANSPORTS)
-# Heartbeats, timeouts, poll duration and the tender's pace are Liveness settings: it derives
-# the heartbeat schedule from them so a client always hears from us inside its timeout.
-LIVENESS_SETTINGS = ("heartbeat_interval", "heartbeat_timeout", "close_timeout", "poll_duration")
-LIVENESS_SETTINGS += ("tend_interval", "tend_slices")
 SESSION_DEFAULTS = {
     "handshake_timeout": 30,
     "max_packet_bytes": 64 * 1024,
@@ -41,6 +38,8 @@ def unknown_transports(transports):
 
 def pop_session_config(settings):
     """Take the session settings out of ``settings``: (Liveness, the config every session reads)."""
+    # Heartbeats, timeouts, poll duration and the tender's pace: Liveness derives the heartbeat
+    # schedule from them, so a client always hears from us inside its timeout.
     liveness = Liveness(**{k: settings.pop(k) for k in LIVENESS_SETTINGS if k in settings})
     config = {k: settings.pop(k, v) for k, v in SESSION_DEFAULTS.items()}
     config["allowed_origins"] = tuple(config["allowed_origins"])

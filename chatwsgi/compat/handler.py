@@ -299,6 +299,7 @@ class ChatHandler(SocketIOHandler):
         self.forget_request(socket)
         websocket = self.websocket
         websocket.handler = websocket.stream.handler = None
+        websocket.pong = socket.writer.send_frame
         socket.reader = EventReader(socket, websocket, self.rfile, self.socket.fileno())
         self.socket = self.websocket = None
         self.close_connection = True

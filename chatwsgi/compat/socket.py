@@ -59,11 +59,19 @@ class ChatSocket(Socket):
         # Every inbound packet, heartbeats included, costs a token of the session's own.
         self.packet_limit = TokenBucket(config["max_packet_rate"], config["max_packet_burst"])
         self.event_limits = None  # the chat's limits, made when the namespace first connects
-        self.flooded = False
-        self.queued_bytes = 0  # a polling session's packets not yet written to a poll
+        # Ending: nothing more is taken from the client or queued for it, and the session is
+        # killed soon, from a greenlet of its own (see end).
+        self.closing = False
+        self.ending = None  # the greenlet that will kill it, once scheduled
+        # A polling session's packets not yet written to a poll, in characters (our packets
+        # are ASCII: the codec escapes the rest).
+        self.queued_bytes = 0
 
     def kill(self, detach=False):
         """End the session; a websocket's TCP connection is shut so its reader wakes (B9)."""
+        ending, self.ending = self.ending, None
+        if ending is not None and ending is not gevent.getcurrent():
+            ending.kill(block=False)  # a kill scheduled by end(): this one does its work
         super().kill(detach=detach)
         if self.writer is not None:
             self.writer.close()
@@ -91,7 +99,7 @@ class ChatSocket(Socket):
     def receive_all(self, messages):
         """Queue inbound packets, refusing ones over the size cap or rate, or not text."""
         for message in messages:
-            if self.flooded or not self.admit_packet():
+            if self.closing or not self.admit_packet():
                 return
             if not isinstance(message, str):
                 self.error("invalid_packet", "Packets are text frames.", endpoint="")
@@ -114,26 +122,45 @@ class ChatSocket(Socket):
 
     def end_flood(self, reason, told=False):
         """End a session flooding the server: told why (unless ``told`` already), logged
-        once, closed after this turn of the loop (so that what it was told goes out first)."""
-        if self.flooded:
+        once at warning with its address, booted."""
+        if self.closing:
             return
-        self.flooded = True
-        address = getattr(self, "environ", {}).get("REMOTE_ADDR", "?")
+        address = (self.environ or {}).get("REMOTE_ADDR", "?")
         log.warning("session %s from %s disconnected: %s", self.sessid, address, reason)
         if not told:
             self.error("flood", reason, endpoint="")
         self.boot()
 
     def boot(self):
-        """End the session on purpose: ``0::`` tells the 0.9 client it was disconnected by the
-        server (it does not reconnect then, as it does after a plain close), and the session
-        is killed once what was sent before is written."""
-        if not self.connected:
+        """End the session on purpose, telling the client: ``0::`` makes the 0.9 client take
+        it as disconnected by the server, and it does not reconnect (as after a plain close)."""
+        if self.closing or not self.connected:
             return
         self.put_client_msg(protocol.DISCONNECT)
-        # A greenlet, not a hub callback: ending a polling session waits for its greenlets;
-        # and it runs after this turn's frames are written (their uncork was queued first).
-        gevent.spawn(self.kill, True)
+        self.end(after_goodbye=True)
+
+    def end(self, after_goodbye=False):
+        """Stop taking or queueing packets and kill the session soon, never from here.
+
+        Never killed in the caller's greenlet: it may be a broadcast handing a frame to each
+        member (a kill there would cut it short for everyone after this one) or the session's
+        own receiver loop (which the kill waits for). A websocket's kill runs after this
+        turn's frames are written (their uncork is queued first). With ``after_goodbye``, a
+        polling session lives until its next poll has carried what was queued, or one poll
+        duration if the client never polls again.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        wait = 0
+        if after_goodbye and self.writer is None and not self.polls_open:
+            wait = self.config["poll_duration"]
+        self._kill_in(wait)
+
+    def _kill_in(self, seconds):
+        if self.ending is not None:
+            self.ending.kill(block=False)
+        self.ending = gevent.spawn_later(seconds, self.kill, True)
 
     def refuse_too_large(self):
         """Tell the client a packet was dropped for its size."""
@@ -161,6 +188,8 @@ class ChatSocket(Socket):
 
     def handle_raw(self, raw):
         """Decode and dispatch one packet; errors become error events."""
+        if self.closing:
+            return  # queued before the session began to end: not handled
         try:
             packet = protocol.decode_packet(raw)
         except protocol.ProtocolError as error:
@@ -196,6 +225,11 @@ class ChatSocket(Socket):
         if packet.get("ack") == "data" and "id" in packet:
             args = list(result) if isinstance(result, tuple) else [result]
             self.send_packet({"type": "ack", "ackId": packet["id"], "args": args, "endpoint": endpoint})
+
+    def detach(self):
+        """Leave the server's sessions (if the server is still there: a late kill may not)."""
+        with contextlib.suppress(ReferenceError):
+            super().detach()
 
     def remove_namespace(self, namespace):
         """The client left a namespace: forget it, the session lives on.
@@ -234,6 +268,8 @@ class ChatSocket(Socket):
         """
         if self.writer is None:
             if msg is not None:
+                if self.closing and msg != protocol.DISCONNECT:
+                    return
                 self.queued_bytes += len(msg)
                 if self.queued_bytes > self.config["max_backlog_bytes"] and self.connected:
                     self.drop_slow_consumer()
@@ -265,8 +301,9 @@ class ChatSocket(Socket):
 
     def drop_slow_consumer(self):
         """The client reads slower than the chat writes: end its session, keep the memory."""
-        log.warning("session %s dropped: its unread backlog passed the limit", self.sessid)
-        self.kill(detach=True)
+        if not self.closing:
+            log.warning("session %s dropped: its unread backlog passed the limit", self.sessid)
+        self.end()
 
     def take_client_msgs(self, timeout):
         """Everything queued for one poll, waiting up to ``timeout`` for the first."""
@@ -285,8 +322,11 @@ class ChatSocket(Socket):
         self.returned = list(messages) + self.returned
 
     def poll_written(self, messages):
-        """The packets a poll took reached the client's connection: no longer queued."""
+        """The packets a poll took reached the client's connection: no longer queued (and a
+        closing session, its goodbye delivered, can go now)."""
         self.queued_bytes -= sum(map(len, messages))
+        if self.closing:
+            self._kill_in(0)
 
     # Liveness (checked by the server's one session tender, see server.py) -
 

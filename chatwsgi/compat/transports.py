@@ -14,12 +14,12 @@ from geventwebsocket import WebSocketError
 from socketio import transports
 
 from chatwsgi import protocol
-from chatwsgi.compat.websocket import TOO_LARGE, FrameWriter
+from chatwsgi.compat.websocket import TOO_LARGE, TOO_MANY_FRAMES, FrameWriter
 
 log = logging.getLogger(__name__)
 
-# Packets a websocket session's reader handles before letting everyone else run.
-PACKETS_PER_TURN = 32
+# Frames a websocket session's reader handles before letting everyone else run.
+FRAMES_PER_TURN = 32
 
 
 class PollingTransport(transports.XHRPollingTransport):
@@ -209,25 +209,28 @@ class EventReader:
 
     def _drain(self):
         session, websocket = self.session, self.websocket
-        budget = PACKETS_PER_TURN
+        budget = FRAMES_PER_TURN
         try:
             while True:
                 message = websocket.receive()
                 if message is None:
                     break
-                if message is TOO_LARGE:
-                    session.refuse_too_large()
+                if message is TOO_MANY_FRAMES:
+                    session.end_flood("Far too many websocket frames for one message: disconnected.")
+                elif message is TOO_LARGE:
+                    if session.admit_packet():
+                        session.refuse_too_large()
                 else:
                     session.receive_all([message])
-                budget -= 1
+                budget -= websocket.frames  # pings and fragments cost their share of the turn
                 if session.connection is None:
                     break  # the session was ended meanwhile
-                if session.flooded:
+                if session.closing:
                     return  # its end is scheduled, after what it was told goes out
                 if not self._buffered():
                     self.watcher.start(self._readable)
                     return
-                if not budget:
+                if budget <= 0:
                     self._resume_next_turn()
                     return
         except (WebSocketError, OSError, ValueError) as error:

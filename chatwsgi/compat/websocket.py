@@ -13,6 +13,11 @@ from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
 TOO_LARGE = object()  # what receive() returns for a refused (and skipped) message
+TOO_MANY_FRAMES = object()  # what receive() returns when one message took too many frames
+# Frames one receive() may read: a message's fragments and the pings and pongs between them.
+# Clients send a message in one frame; without a bound, pings or empty continuations were
+# read and answered in one call for ever, with no packet counted and no yield.
+MAX_FRAMES_PER_MESSAGE = 16
 OPCODES = (0x0, 0x1, 0x2, 0x8, 0x9, 0xA)  # continuation, text, binary, close, ping, pong
 log = logging.getLogger(__name__)
 
@@ -44,16 +49,23 @@ def unmask(payload, mask):
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
 
 
-class CappedWebSocket(WebSocket):
-    """Refuses messages over ``max_message`` bytes before reading them (B16)."""
+class TooManyFrames(Exception):
+    """One message took more than MAX_FRAMES_PER_MESSAGE frames."""
 
-    __slots__ = ("max_message", "skip_limit", "message_bytes")
+
+class CappedWebSocket(WebSocket):
+    """Refuses messages over ``max_message`` bytes before reading them (B16), and messages
+    of too many frames (B24); answers pings through ``pong`` when given."""
+
+    __slots__ = ("max_message", "skip_limit", "message_bytes", "frames", "pong")
 
     def __init__(self, environ, stream, handler, max_message=65536, skip_limit=1 << 20):
         super().__init__(environ, stream, handler)
         self.max_message = max_message
         self.skip_limit = skip_limit
         self.message_bytes = 0
+        self.frames = 0  # read by the current receive()
+        self.pong = None  # a callable taking a pong frame, to write it in turn with the rest
 
     @property
     def logger(self):
@@ -67,6 +79,9 @@ class CappedWebSocket(WebSocket):
 
     def read_frame(self):
         """Read one frame, checking its length against the cap before its payload."""
+        self.frames += 1
+        if self.frames > MAX_FRAMES_PER_MESSAGE:
+            raise TooManyFrames()
         header = Header.decode_header(self.stream)
         if header.flags:
             raise ProtocolError("reserved bits set")
@@ -95,10 +110,21 @@ class CappedWebSocket(WebSocket):
     def validate_utf8(self, payload):
         """Per-frame check skipped: the whole message is decoded (strictly, in C) at the end."""
 
+    def handle_ping(self, header, payload):
+        """Answer through ``pong``, in order with the session's other frames: written here
+        straight to the socket it could land inside a frame the session left half written."""
+        if self.pong is None:
+            return super().handle_ping(header, payload)
+        self.pong(struct.pack("!BB", 0x8A, len(payload)) + payload)  # control payloads: <= 125
+
     def receive(self):
-        """The next message, TOO_LARGE for a skipped oversized one, None once closed."""
+        """The next message; TOO_LARGE for a skipped oversized one, TOO_MANY_FRAMES when it took
+        too many frames, None once closed."""
+        self.frames = 0
         try:
             return super().receive()
+        except TooManyFrames:
+            return TOO_MANY_FRAMES
         except MessageTooLarge as refused:
             header = refused.header
             if header.fin and header.opcode and header.length <= self.skip_limit:
@@ -187,6 +213,12 @@ class FrameWriter:
         if text is not last_text:
             frame = text_frame(text)
             FrameWriter._last = (text, frame)
+        self.send_frame(frame)
+
+    def send_frame(self, frame):
+        """Queue one whole frame (a packet's, or a pong) for the write at the end of this turn."""
+        if self.connection is None:
+            return
         if not self.corked:
             if not FrameWriter._to_uncork:
                 gevent.get_hub().loop.run_callback(FrameWriter._uncork_all)

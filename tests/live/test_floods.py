@@ -183,3 +183,81 @@ def test_a_polling_flood_is_disconnected_and_its_session_ends_whole(address, ser
     assert server.application.service.chat.members.keys() == {witness.session_id}
     flooder.close()
     witness.close()
+
+
+def _masked_frame(opcode, payload=b"", fin=True):
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + b"\x00\x00\x00\x00" + payload
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        lambda: _masked_frame(0x9, b"ping"),  # pings, each answered
+        lambda: _masked_frame(0xA),  # unsolicited pongs
+    ],
+    ids=["ping", "pong"],
+)
+def test_a_control_frame_flood_is_disconnected(address, server, caplog, frames):
+    witness = chatter(address, "witness")
+    flooder = chatter(address, "flooder")
+    with caplog.at_level(logging.WARNING, logger="chatwsgi.compat.socket"):
+        flooder.ws.sock.sendall(b"".join(frames() for _ in range(20000)))
+        wait_until(lambda: flooder.closed, timeout=10)
+        announced(witness, "leave", "flooder")
+    (logged,) = flooders_logged(caplog)
+    assert "frames" in logged, logged
+    assert witness.call("message", {"room": "lobby", "id": "w1", "text": "fine"})["ok"]
+    flooder.close()
+    witness.close()
+
+
+def test_a_message_in_endless_empty_fragments_is_disconnected(address, server):
+    flooder = chatter(address, "flooder")
+    start = _masked_frame(0x1, b"5", fin=False)
+    flooder.ws.sock.sendall(start + b"".join(_masked_frame(0x0, fin=False) for _ in range(20000)))
+    wait_until(lambda: flooder.closed, timeout=10)
+    wait_until(lambda: flooder.session_id not in server.sockets)
+    flooder.close()
+
+
+def test_a_ping_is_answered_in_turn_with_the_sessions_frames(address):
+    alice = chatter(address, "alice")
+    alice.ws.sock.sendall(_masked_frame(0x9, b"are you there"))
+    assert alice.call("rooms", {})["ok"]  # the stream still parses: the pong was a whole frame
+    alice.close()
+
+
+@pytest.mark.parametrize("server_settings", [{"max_backlog_bytes": 1500, "close_timeout": 30}])
+@pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling"])
+def test_a_poller_dropped_by_its_own_message_cuts_no_broadcast_short(address, server, transport):
+    poller = SocketIOClient(address, transport)
+    poller.handshake()
+    http(address, "GET", poller.transport_path())  # connected, then never polls again
+    poller.send("1::/chat")
+    poller.send(event("nickname", {"nickname": "poller"}, 1))
+    poller.send(event("join", {"room": "lobby"}, 2))
+    witness = chatter(address, "witness")  # after the poller in the room's delivery order
+    posted = 0
+    while poller.session_id in server.sockets and posted < 40:
+        posted += 1
+        poller.send(event("message", {"room": "lobby", "id": "p%d" % posted, "text": "x" * 20}, 10 + posted))
+    announced(witness, "leave", "poller")
+    stored = witness.call("catch_up", {"room": "lobby", "after": 0})["messages"]
+    received = [args[0]["id"] for args in witness.events("message")]
+    assert received == [m["id"] for m in stored]  # every stored message reached the witness
+    witness.close()
+
+
+@pytest.mark.parametrize("transport", ["xhr-polling", "jsonp-polling"])
+def test_a_polling_client_booted_between_polls_hears_it_on_its_next_poll(address, server, transport):
+    alice = chatter(address, "alice", transport)
+    token = alice.token
+    alice.close()  # stops polling (a poll it held may still be waiting: let it end)
+    session = server.sockets[alice.session_id]
+    wait_until(lambda: session.polls_open == 0, timeout=5)
+    again = chatter(address, "bob", "websocket", room=None)
+    assert again.call("nickname", {"nickname": "alice", "token": token})["ok"]  # a reclaim: booted
+    reply = http(address, "GET", alice.transport_path())
+    assert protocol.DISCONNECT in alice.unwrap(reply.text)
+    wait_until(lambda: alice.session_id not in server.sockets)
+    again.close()

@@ -41,6 +41,6 @@ def test_heartbeats_come_well_inside_the_advertised_timeout(address, transport):
     wait_until(lambda: len(heartbeat_times()) >= 5, timeout=15)
     times = heartbeat_times()
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
-    assert max(gaps) <= 4 * MARGIN + 0.3, gaps
+    assert max(gaps) <= 4 * MARGIN + 1, gaps  # 2 s promised, 4 s the client waits, 25 s asked
     assert not client.closed
     client.close()

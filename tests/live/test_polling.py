@@ -64,7 +64,7 @@ def test_an_abandoned_poll_takes_no_packets(address, server, transport):
     live.settimeout(5)
     answer = live.recv(65536)
     assert b"for the live poll" in answer
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # not the poll duration (10 s) it waited before
     live.close()
 
 

@@ -25,7 +25,7 @@ def service():
 def session(service, server=None):
     """A connected session with the chat namespace opened."""
     server = server or NoServer()
-    chat_session = ChatSocket(server, pop_session_config({})[1])
+    chat_session = ChatSocket(server, pop_session_config({"poll_duration": 0.05})[1])
     server.sockets[chat_session.sessid] = chat_session
     chat_session.state = chat_session.STATE_CONNECTED
     chat_session._set_namespaces({"/chat": ChatNamespace})

@@ -72,7 +72,7 @@ class ChatServer(SocketIOServer):
         self.connections = connections.Connections(
             session_config["max_connections"], session_config["reserved_connections"]
         )
-        self.pending = set()  # ids of sessions handshaken and maybe not connected yet
+        self.pending = {}  # ids of sessions handshaken and maybe not connected yet, oldest first
         self._exhausted_logged = 0.0
 
     def do_read(self):
@@ -125,22 +125,28 @@ class ChatServer(SocketIOServer):
             return self.sockets.get(sessid)
         session = ChatSocket(self, self.config)
         self.sockets[session.sessid] = session
-        self.pending.add(session.sessid)
+        self.pending[session.sessid] = None
         return session
 
-    def pending_full(self):
-        """Whether ``max_pending_sessions`` sessions are handshaken but not connected."""
+    def make_room_for_pending(self):
+        """Keep at most ``max_pending_sessions`` sessions handshaken but not connected: past
+        it the oldest goes. A real client connects within moments of its handshake, so a
+        flood of handshakes pushes out its own, not the next user's (a refusal would)."""
         limit = self.config["max_pending_sessions"]
         if len(self.pending) < limit:
-            return False
+            return
         # Pruned only when it looks full: connected and ended sessions leave no trace
         # elsewhere, and a pass per ``limit`` handshakes is cheap.
         self.pending = {
-            sessid
+            sessid: None
             for sessid in self.pending
             if sessid in self.sockets and not self.sockets[sessid].connection_established
         }
-        return len(self.pending) >= limit
+        while len(self.pending) >= limit:
+            oldest = next(iter(self.pending))
+            del self.pending[oldest]
+            log.debug("too many sessions starting: dropped the oldest, %s", oldest)
+            self.sockets[oldest].kill(detach=True)
 
     def start_accepting(self):
         """Start accepting and the session tender."""

@@ -220,12 +220,7 @@ class ChatHandler(SocketIOHandler):
 
     def handshake(self):
         """Create a session and answer ``sid:heartbeat:close:transports`` (B10: as bytes)."""
-        if self.server.pending_full():
-            return self.refuse(
-                "503 Service Unavailable",
-                "Too many sessions are starting: try again in a few seconds.",
-                ("Retry-After", RETRY_AFTER),
-            )
+        self.server.make_room_for_pending()
         socket = self.server.get_socket()
         body = protocol.handshake_body(
             socket.sessid,

@@ -171,25 +171,22 @@ def test_an_unread_body_is_not_drained_the_connection_closes(address, faults):
 
 
 @pytest.mark.parametrize("server_settings", [{"max_pending_sessions": 20}])
-def test_handshakes_past_the_pending_cap_get_a_clear_503(server, address, faults):
-    clients = [SocketIOClient(address, "xhr-polling") for _ in range(20)]
-    for client in clients:
+def test_a_flood_of_handshakes_pushes_out_its_own_not_the_next_user(server, address, faults):
+    limit = server.config["max_pending_sessions"]
+    attack = [SocketIOClient(address, "xhr-polling") for _ in range(limit)]
+    for client in attack:
         client.handshake()
-    refused = [http(address, "GET", "/socket.io/1/") for _ in range(30)]  # the attacker goes on
-    assert {reply.status for reply in refused} == {503}
-    assert refused[0].body == b"Too many sessions are starting: try again in a few seconds.\n"
-    assert refused[0].headers["retry-after"] == "5"
-    assert len(server.sockets) == 20
-    # A session that connects is no longer pending: the next handshake is accepted.
-    first = clients[0]
-    first._greenlets.append(gevent.spawn(first._poller))
-    first.wait_for(lambda p: p["type"] == "connect")
-    assert http(address, "GET", "/socket.io/1/").status == 200
-    # The never-connected ones are reaped after handshake_timeout (2 s here): room again.
-    wait_until(lambda: len(server.sockets) == 1, timeout=5)
-    for _ in range(19):
-        assert http(address, "GET", "/socket.io/1/").status == 200
-    first.close()
+    for n in range(3):  # the attacker goes on; a user arrives in the middle of it
+        user = chatter(address, "user%d" % n, "xhr-polling", room=None)
+        more = [SocketIOClient(address, "xhr-polling") for _ in range(limit)]
+        for client in more:
+            client.handshake()
+        assert user.call("rooms", {})["ok"]  # connected at once, and not pushed out since
+        assert server.connection_count()["pending"] <= limit
+        user.close()
+    # The oldest pending sessions went first: every id of the first wave is unknown now.
+    assert not {client.session_id for client in attack} & set(server.sockets)
+    assert http(address, "GET", attack[0].transport_path()).status == 400
 
 
 # --- the connection limit and its reserve ------------------------------------------------------

@@ -95,7 +95,7 @@ class ChatNamespace(CompatNamespace):
     def end_session(self):
         """End this session (its nickname was reclaimed by a newer connection); the client is
         told, so it does not reconnect and reclaim it back."""
-        self.socket.boot()
+        self.socket.boot(linger=True)
 
     def disconnect(self, silent=False):
         """Leave the chat once, whichever way the connection ended."""

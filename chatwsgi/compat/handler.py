@@ -215,7 +215,7 @@ class ChatHandler(SocketIOHandler):
 
     def disconnect(self, socket):
         """End the session, as its client asked (a poll it still holds hears ``0::``)."""
-        socket.boot(asked=True)
+        socket.boot()
         return self.respond("200 OK", b"", "text/plain")
 
     def handshake(self):

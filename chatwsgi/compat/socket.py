@@ -131,17 +131,18 @@ class ChatSocket(Socket):
             self.error("flood", reason, endpoint="")
         self.boot()
 
-    def boot(self, asked=False):
+    def boot(self, linger=False):
         """End the session on purpose, telling the client: ``0::`` makes the 0.9 client take
         it as disconnected by the server, and it does not reconnect (as after a plain close).
 
-        A polling session waits for its next poll to carry that, unless the client ``asked``
-        to disconnect (it knows; a poll it still holds hears it all the same).
+        A poll the client holds carries it at once; with ``linger`` a polling session without
+        one waits for its next poll to carry it (a tab whose nickname was reclaimed must hear
+        it, or it reconnects and reclaims it back).
         """
         if self.closing or not self.connected:
             return
         self.put_client_msg(protocol.DISCONNECT)
-        self.end(after_goodbye=not asked)
+        self.end(after_goodbye=linger)
 
     def end(self, after_goodbye=False):
         """Stop taking or queueing packets and kill the session soon, never from here.
@@ -211,7 +212,7 @@ class ChatSocket(Socket):
         if kind in ("heartbeat", "noop"):
             return
         if kind == "disconnect" and endpoint == "":
-            self.boot(asked=True)
+            self.boot()
             return
         if kind != "connect" and endpoint in self.namespaces and endpoint not in self.active_ns:
             # A namespace opens with its connect packet only (as in the 0.9 reference): one

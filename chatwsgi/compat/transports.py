@@ -72,6 +72,8 @@ class PollingTransport(transports.XHRPollingTransport):
 
     def on_post(self, socket):
         """Deliver the posted packets to the session (B5: the whole body, not one line)."""
+        if socket.closing:  # nothing more is taken from it; the connection goes too
+            return self.handler.refuse("400 Bad Request", "This session is ending: handshake again.")
         body = self.handler.read_body(self.config["max_body_bytes"])
         if body is None:
             return None

@@ -34,7 +34,6 @@ import platform
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from tests.browser.conftest import CHROMIUM_FLAGS  # noqa: E402
 from tests.browser.pages import TRANSPORTS as PAGE_TRANSPORTS  # noqa: E402
 from tests.browser.pages import open_chat, transport_in_use  # noqa: E402
+from tests.support.processes import terminate  # noqa: E402
 from tests.support.remote import KINDS, TRANSPORTS, ack_summary, remote_client  # noqa: E402
 from tests.support.sioclient import SocketIOClient  # noqa: E402
 
@@ -135,13 +135,7 @@ class ServerProcess:
 
     def stop(self, timeout=10):
         """SIGTERM, then wait (killed after ``timeout``); the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
         if not self.log.closed:
             self.seen = self.output()
             self.log.close()

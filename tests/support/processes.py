@@ -43,16 +43,22 @@ class ServeProcess:
 
     def stop(self, timeout=10):
         """SIGTERM, then wait; the exit code (killed after ``timeout``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
         if self.process.stdout.closed:  # stopped before
             return self.process.returncode
         rest = self.process.stdout.read()
         self.output += rest or b""
         self.process.stdout.close()
         return self.process.returncode
+
+
+def terminate(process, timeout=10):
+    """SIGTERM a process and wait for it, killing it after ``timeout``; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

@@ -180,15 +180,21 @@ def event(name, args, ack_id=None):
     return "5:%s:/chat:%s" % ("%d+" % ack_id if ack_id else "", body)
 
 
-def read_response(sock):
-    """Status and body of one HTTP/1.1 response (Content-Length framed, else until EOF)."""
+def read_head(sock, closed_early):
+    """(response head, the bytes read past it); ConnectionError(``closed_early``) at EOF first."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
-            raise ConnectionError("closed before the response head")
+            raise ConnectionError(closed_early)
         data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def read_response(sock):
+    """Status and body of one HTTP/1.1 response (Content-Length framed, else until EOF)."""
+    head, body = read_head(sock, "closed before the response head")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     length = None
@@ -235,13 +241,7 @@ def open_websocket(port, sid, timeout=10):
             "Sec-WebSocket-Version: 13\r\n\r\n" % (sid, port)
         ).encode()
     )
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the upgrade")
-        data += chunk
-    head, rest = data.split(b"\r\n\r\n", 1)
+    head, rest = read_head(sock, "closed during the upgrade")
     if b" 101 " not in head.split(b"\r\n", 1)[0]:
         sock.close()
         raise ConnectionError(head[:80])

@@ -15,7 +15,7 @@ from gevent import socket
 
 from chatwsgi import make_app, make_server
 from chatwsgi.protocol import FRAME_MARK
-from tests.support.chatting import announced, chatter, wait_until
+from tests.support.chatting import announced, chatter, storm_until_dropped, wait_until
 from tests.support.sioclient import SocketIOClient, WebSocketConnection, http, read_response
 
 pytestmark = pytest.mark.live
@@ -189,12 +189,7 @@ def test_f15_a_client_dropped_mid_flush_leaves_no_traceback(server, address, fau
     stalled.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     gevent.killall(stalled._greenlets)  # it never reads again: the server's backlog grows
     watcher, sender = chatter(address, "watcher"), chatter(address, "sender")
-    text, sent = "w" * 2000, 0
-    while "stalled" in sender.call("roster", {"room": "lobby"})["members"] and sent < 20000:
-        for _ in range(50):
-            sender.emit("message", {"room": "lobby", "id": "m%d" % sent, "text": text})
-            sent += 1
-        wait_until(lambda n=sent: len(watcher.events("message")) >= n - 50, timeout=10)
+    storm_until_dropped(sender, watcher, "stalled")
     assert announced(watcher, "leave", "stalled")
     assert any("backlog passed the limit" in warning for warning in faults.warnings())
     assert_still_chatting(sender, watcher, "storm over")

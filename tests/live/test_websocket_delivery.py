@@ -7,7 +7,7 @@ import logging
 import gevent
 import pytest
 
-from tests.support.chatting import TRANSPORTS, announced, chatter, wait_until
+from tests.support.chatting import TRANSPORTS, announced, chatter, storm_until_dropped, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -28,19 +28,13 @@ def test_a_client_that_stops_reading_is_dropped_and_stalls_no_one(server, addres
     stalled = chatter(address, "stalled")
     gevent.killall(stalled._greenlets)  # it never reads again; its TCP window fills up
     watcher, sender = chatter(address, "watcher"), chatter(address, "sender")
-    text = "w" * 2000
-    sent = 0
     with caplog.at_level(logging.WARNING, logger="chatwsgi.compat.socket"):
         # Kernel buffers on loopback hold a few MB before the server's backlog starts; bounded.
-        while "stalled" in sender.call("roster", {"room": "lobby"})["members"] and sent < 20000:
-            for _ in range(50):
-                sender.emit("message", {"room": "lobby", "id": "m%d" % sent, "text": text})
-                sent += 1
-            wait_until(lambda n=sent: len(watcher.events("message")) >= n - 50, timeout=10)
+        sent = storm_until_dropped(sender, watcher, "stalled")
         assert announced(watcher, "leave", "stalled")
         wait_until(lambda: len(watcher.events("message")) == sent, timeout=10)
     assert sent < 20000
-    print("stalled client dropped after %d messages of %d bytes" % (sent, len(text)))
+    print("stalled client dropped after %d messages of 2000 bytes" % sent)
     assert any("backlog passed the limit" in r.getMessage() for r in caplog.records)
     assert server.connection_count()["websocket"] == 2
     for client in (stalled, watcher, sender):

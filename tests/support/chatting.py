@@ -36,3 +36,15 @@ def wait_until(condition, timeout=10, interval=0.02):
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met within %.1f s" % timeout)
         gevent.sleep(interval)
+
+
+def storm_until_dropped(sender, watcher, nickname, text="w" * 2000, limit=20000):
+    """Send messages in bursts of 50 until ``nickname`` leaves the lobby's roster (dropped as a
+    slow consumer), each burst received by ``watcher``; bounded by ``limit``. How many were sent."""
+    sent = 0
+    while nickname in sender.call("roster", {"room": "lobby"})["members"] and sent < limit:
+        for _ in range(50):
+            sender.emit("message", {"room": "lobby", "id": "m%d" % sent, "text": text})
+            sent += 1
+        wait_until(lambda n=sent: len(watcher.events("message")) >= n - 50, timeout=10)
+    return sent

@@ -36,7 +36,6 @@ class Flood(ChatError):
 
     def __init__(self, what):
         super().__init__("flood", "Far too many %s: disconnected." % what)
-        self.what = what
 
 
 class TokenBucket:

@@ -109,8 +109,9 @@ class HangupWatch:
     """While active, the greenlet that entered it gets PollAbandoned if the peer hangs up.
 
     A libev io watcher on the connection wakes on readability: end of stream or an error
-    there means the client is gone. Data there (a request sent early) is left for the
-    server to read and the watch stops.
+    there means the client is gone (a client that half-closes after its request is taken
+    as gone too: nothing is lost, its packets stay queued). Data there (a request sent
+    early) is left for the server to read and the watch stops.
     """
 
     def __init__(self, connection):
@@ -197,8 +198,7 @@ class EventReader:
 
     def __init__(self, session, websocket, rfile, fileno):
         self.session, self.websocket, self.rfile = session, websocket, rfile
-        loop = gevent.get_hub().loop
-        self.watcher = loop.io(fileno, 1)  # 1: readable
+        self.watcher = gevent.get_hub().loop.io(fileno, 1)  # 1: readable
         self.pause = None  # a zero timer, made when a turn's budget runs out
         if self._buffered():  # frames that came with the upgrade request are read already
             gevent.spawn(self._drain)

@@ -102,12 +102,15 @@ class ClientSocket(gsocket.socket):
     last, long after. Either way the count drops once, when the descriptor does.
     """
 
-    __slots__ = ("connections",)
+    __slots__ = ("connections", "admission")
 
     def __init__(self, connections, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.connections = connections
         connections.opened()
+        # Judged now, in accept order: gevent accepts up to 100 connections before any of
+        # their handlers runs, and judging each later would count the whole batch against it.
+        self.admission = connections.admission()
 
     def close(self):
         """Close; counted now if the descriptor is already closed underneath."""

@@ -1,7 +1,9 @@
 """Run the chat: ``python serve.py`` then open http://127.0.0.1:8080 in two tabs.
 
 Flags (each also read from a CHATWSGI_* environment variable): --host, --port,
---history, --rate, --burst, --transports, --allowed-origins, --log-level, the liveness
+--history (messages shown on a join), --retention-seconds and --retention-max (how far
+back a reconnecting client catches up; defaults 120 s, 120,000 messages per room),
+--rate, --burst, --transports, --allowed-origins, --log-level, the liveness
 timings --heartbeat-interval, --heartbeat-timeout, --close-timeout, --poll-duration
 (seconds; defaults 25, 60, 60, 20 as the Socket.IO 0.9 reference), and for a cluster
 --redis URL, --node NAME, --node-ttl SECONDS. SIGINT/SIGTERM stop accepting, tell
@@ -26,6 +28,7 @@ from chatwsgi import make_app, make_server  # noqa: E402
 from chatwsgi.backplane import LocalBackplane  # noqa: E402
 from chatwsgi.liveness import TIMINGS, Liveness  # noqa: E402
 from chatwsgi.redis_backplane import RedisBackplane  # noqa: E402
+from chatwsgi.rooms import Retention  # noqa: E402
 from chatwsgi.server import ADVERTISED, unknown_transports  # noqa: E402
 
 SHUTDOWN_SECONDS = 5.0
@@ -42,6 +45,8 @@ def parse_args(argv):
     parser.add_argument("--host", default=env("host", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("port", "8080")))
     parser.add_argument("--history", type=int, default=int(env("history", "15")))
+    parser.add_argument("--retention-seconds", type=float, default=float(env("retention_seconds", "120")))
+    parser.add_argument("--retention-max", type=int, default=int(env("retention_max", "120000")))
     parser.add_argument("--rate", type=float, default=float(env("rate", "5")))
     parser.add_argument("--burst", type=int, default=int(env("burst", "10")))
     parser.add_argument("--transports", default=env("transports", ",".join(ADVERTISED)))
@@ -56,6 +61,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     try:
         Liveness(**liveness_settings(args))
+        args.retention = Retention(args.history, args.retention_seconds, args.retention_max)
     except ValueError as error:
         parser.error(str(error))
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
@@ -93,9 +99,9 @@ def main(argv=None):
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.redis:
-        backplane = RedisBackplane(args.redis, args.node or None, args.node_ttl, args.history)
+        backplane = RedisBackplane(args.redis, args.node or None, args.node_ttl, retention=args.retention)
     else:
-        backplane = LocalBackplane(args.history)
+        backplane = LocalBackplane(retention=args.retention)
     node = getattr(backplane, "node", args.node or "local")
     app = make_app(history=args.history, rate=args.rate, burst=args.burst, node=node, backplane=backplane)
     if args.redis:

@@ -56,6 +56,7 @@ class ChatMiddleware:
         app,
         resource="socket.io",
         history=15,
+        retention=None,
         max_message_chars=2000,
         rate=5.0,
         burst=10,
@@ -70,7 +71,7 @@ class ChatMiddleware:
         self.node = node
         self.stopping = False
         self.service = service or ChatService(
-            Chat(history_size=history, max_chars=max_message_chars, backplane=backplane),
+            Chat(history_size=history, max_chars=max_message_chars, backplane=backplane, retention=retention),
             rate=rate,
             burst=burst,
             rates=rates,

@@ -5,13 +5,14 @@ backplane (``redis_backplane.RedisBackplane``) keeps in Redis, with the same met
 
 Owners are connection ids (session ids), unique across a cluster. The backplane tells
 its *listener* (the ChatService) what to deliver: ``deliver_message(message)`` for a
-stored message and ``deliver(room, frame, exclude)`` for any other frame.
+stored message and ``deliver(room, frame, exclude)`` for any other frame; it asks
+``receives(room)`` whether anyone on this node is in a room.
 """
 
 import secrets
 
 from chatwsgi.errors import ChatError
-from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Room
+from chatwsgi.rooms import CATCH_UP_PAGE, DEFAULT_ROOM, CatchUp, Retention, Room
 
 
 class NoListener:
@@ -23,17 +24,22 @@ class NoListener:
     def deliver_message(self, message):
         pass
 
+    def receives(self, room):
+        return False
+
 
 class LocalBackplane:
     """Nicknames, rosters and history of one process, kept in memory."""
 
     name = "local"
 
-    def __init__(self, history_size=15, max_rooms=1000, new_epoch=lambda: secrets.token_urlsafe(6)):
-        self.history_size = history_size
+    def __init__(
+        self, history_size=15, max_rooms=1000, new_epoch=lambda: secrets.token_urlsafe(6), retention=None
+    ):
+        self.retention = retention or Retention(shown=history_size)
         self.max_rooms = max_rooms
         self.new_epoch = new_epoch
-        self.rooms = {DEFAULT_ROOM: Room(DEFAULT_ROOM, history_size, epoch=new_epoch())}
+        self.rooms = {DEFAULT_ROOM: Room(DEFAULT_ROOM, self.retention, epoch=new_epoch())}
         self.listener = NoListener()
         self._nicknames = {}  # folded nickname -> (owner, token)
         self._rooms_of = {}  # owner -> rooms whose roster holds it
@@ -42,10 +48,11 @@ class LocalBackplane:
         """'local': this backplane cannot be down."""
         return "local"
 
-    def claim(self, nickname, owner, token, new_token):
+    def claim(self, nickname, owner, token, new_token, restoring=False):
         """Own ``nickname`` (unique case-insensitively); return (token, evicted owner or None).
 
         The holder's token takes it over from a stale owner, who is returned as evicted.
+        ``restoring``: a node putting back what its member held (see RedisBackplane).
         """
         folded = nickname.casefold()
         holder = self._nicknames.get(folded)
@@ -122,12 +129,13 @@ class LocalBackplane:
             self.listener.deliver_message(message)
         return message, created
 
-    def history(self, name, after=None, epoch=None):
-        """The room's history, or the part after sequence number ``after`` of history ``epoch``."""
+    def history(self, name, after=None, epoch=None, limit=CATCH_UP_PAGE):
+        """The room's recent history, or a page of it after sequence number ``after`` of
+        history ``epoch``."""
         room = self.rooms.get(name)
         if room is None:
             return CatchUp(name, (), True)
-        return room.recent() if after is None else room.after(after, epoch)
+        return room.recent() if after is None else room.after(after, epoch, limit)
 
     def publish(self, name, frame, exclude=None):
         """Deliver a frame to the room's members but ``exclude``."""
@@ -137,7 +145,7 @@ class LocalBackplane:
         if name not in self.rooms:
             if len(self.rooms) >= self.max_rooms and not self._drop_an_empty_room():
                 raise ChatError("too_many_rooms", "The server holds no more rooms.")
-            self.rooms[name] = Room(name, self.history_size, epoch=self.new_epoch())
+            self.rooms[name] = Room(name, self.retention, epoch=self.new_epoch())
         return self.rooms[name]
 
     def _drop_an_empty_room(self):

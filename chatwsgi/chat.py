@@ -6,6 +6,7 @@ what members share with other nodes (nickname owners, rosters, history) is the
 backplane's (``backplane.py``).
 """
 
+import contextlib
 import re
 import secrets
 import time
@@ -63,10 +64,13 @@ def clean_token(raw):
     raise ChatError("bad_request", "'token' must be the text the server sent.")
 
 
+MAX_SEQUENCE = 2**53 - 1  # the largest whole number a JavaScript client holds exactly
+
+
 def clean_sequence(raw):
-    """Check a last-seen sequence number (a whole number >= 0)."""
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-        raise ChatError("bad_sequence", "'after' must be a whole number >= 0.")
+    """Check a last-seen sequence number (a whole number from 0 to 2**53 - 1)."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_SEQUENCE:
+        raise ChatError("bad_sequence", "'after' must be a whole number from 0 to 2**53 - 1.")
     return raw
 
 
@@ -111,6 +115,7 @@ class Chat:
         new_token=lambda: secrets.token_urlsafe(16),
         new_epoch=lambda: secrets.token_urlsafe(6),
         backplane=None,
+        retention=None,
     ):
         self.max_chars = max_chars
         self.max_rooms_per_member = max_rooms_per_member
@@ -120,7 +125,7 @@ class Chat:
         self.clock = clock
         self.new_token = new_token
         if backplane is None:
-            backplane = LocalBackplane(history_size, max_rooms, new_epoch)
+            backplane = LocalBackplane(history_size, max_rooms, new_epoch, retention)
         self.backplane = backplane
         self.members = {}  # this node's connections -> Member
 
@@ -165,8 +170,15 @@ class Chat:
         if name not in state.rooms:
             self._check_room_allowance(state, name)
         newly = self.backplane.enter(name, member, nickname)
+        try:
+            history = self.backplane.history(name, after, epoch)
+        except ChatError:
+            if newly:  # not in the room after all: a refused join changes nothing
+                with contextlib.suppress(ChatError):  # Redis away: its restore departs it
+                    self.backplane.exit(name, member)
+            raise
         state.rooms.add(name)
-        return self.backplane.history(name, after, epoch), newly
+        return history, newly
 
     def _check_room_allowance(self, state, name):
         if len(state.rooms) >= self.max_rooms_per_member:
@@ -230,7 +242,9 @@ class Chat:
             if not state.nickname:
                 continue
             try:
-                self.backplane.claim(state.nickname, member, state.token, lambda t=state.token: t)
+                self.backplane.claim(
+                    state.nickname, member, state.token, lambda t=state.token: t, restoring=True
+                )
             except ChatError as refusal:
                 if refusal.code != "nickname_taken":
                     raise

@@ -1,13 +1,41 @@
-"""Rooms' shared data: messages, bounded history with sequence numbers, catch-up.
+"""Rooms' shared data: messages, retained history with sequence numbers, catch-up.
 
 Pure: plain data in, plain data out. ``Room`` is the in-memory form a single process
 keeps; the Redis backplane keeps the same data in Redis and returns the same shapes.
+
+A room shows its last few messages to whoever joins, and keeps more for catch-up: a
+client that reconnects within ``Retention.seconds`` misses nothing. Catch-up answers
+come in pages (``more`` says another follows), so a client far behind never gets one
+answer of megabytes.
 """
 
+import itertools
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 DEFAULT_ROOM = "lobby"
+CATCH_UP_PAGE = 500  # messages in one catch-up answer at most
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much history a room keeps: the last ``shown`` messages (sent on a join), and
+    for catch-up everything younger than ``seconds``, but never more than ``most``.
+
+    The defaults keep two minutes of a room posting 1,000 messages a second.
+    """
+
+    shown: int = 15
+    seconds: float = 120.0
+    most: int = 120_000
+
+    def __post_init__(self):
+        if not 0 <= self.shown <= self.most or self.seconds < 0:
+            raise ValueError("need 0 <= shown <= most and seconds >= 0")
+
+    def drops_oldest(self, kept, oldest_ts, now):
+        """Whether the oldest of ``kept`` retained messages (posted at ``oldest_ts``) goes."""
+        return kept > self.most or (kept > self.shown and oldest_ts < now - self.seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +78,7 @@ class CatchUp:
     messages: tuple
     complete: bool
     epoch: str = ""
+    more: bool = False  # newer messages follow: ask again after the last one here
 
     def as_dict(self):
         """The shape clients receive."""
@@ -58,36 +87,40 @@ class CatchUp:
             "messages": [m.as_dict() for m in self.messages],
             "complete": self.complete,
             "epoch": self.epoch,
+            "more": self.more,
         }
 
 
-def catch_up(room, epoch, last_seq, history, after, client_epoch=None):
-    """What a client that saw up to ``after`` (of history ``client_epoch``) has missed.
+def saw_another_history(epoch, last_seq, after, client_epoch=None):
+    """Whether a client's ``after`` (of history ``client_epoch``) belongs to a history this
+    room no longer has (its store was reset): its sequence numbers mean nothing here."""
+    return after > last_seq or (client_epoch is not None and client_epoch != epoch)
 
-    ``history`` is the room's retained messages, oldest first; ``last_seq`` its newest
-    sequence number and ``epoch`` the name of this history.
+
+def catch_up(room, epoch, oldest_seq, newer, after, limit=CATCH_UP_PAGE):
+    """One page of what a client that saw up to ``after`` has missed.
+
+    ``newer`` holds the retained messages after ``after``, oldest first (up to ``limit`` + 1
+    of them: one more tells that another page follows); ``oldest_seq`` is the oldest
+    retained sequence number (the next one to be taken when none is retained).
     """
-    if after > last_seq or (client_epoch is not None and client_epoch != epoch):
-        # The client saw a history this room no longer has (its store was reset).
-        return CatchUp(room, history, False, epoch)
-    messages = tuple(m for m in history if m.seq > after)
-    oldest = history[0].seq if history else last_seq + 1
-    return CatchUp(room, messages, after >= oldest - 1, epoch)
+    return CatchUp(room, tuple(newer[:limit]), after >= oldest_seq - 1, epoch, len(newer) > limit)
 
 
 class Room:
-    """Members, bounded history and per-room sequence numbers of one room."""
+    """Members, retained history and per-room sequence numbers of one room."""
 
-    def __init__(self, name, history_size, remembered_ids=1000, epoch=""):
+    def __init__(self, name, retention=Retention(), remembered_ids=1000, epoch=""):
         self.name = name
         self.epoch = epoch
         self.members = {}  # owner (a session id) -> nickname, in join order
-        self.history = deque(maxlen=history_size)
+        self.retention = retention
+        self.history = deque()  # consecutive sequence numbers, oldest first
         self.last_seq = 0
         # (author folded, id) -> seq: a bounded window of ids, not of messages (a retry
         # needs its sequence number back, not the text the room already holds).
         self._stored_ids = OrderedDict()
-        self._remembered_ids = max(remembered_ids, history_size)
+        self._remembered_ids = max(remembered_ids, retention.shown)
 
     def roster(self):
         """Nicknames of the members, sorted case-insensitively."""
@@ -101,15 +134,25 @@ class Room:
         self.last_seq += 1
         message = Message(self.name, self.last_seq, message_id, author, text, ts)
         self.history.append(message)
+        while self.retention.drops_oldest(len(self.history), self.history[0].ts, ts):
+            self.history.popleft()
         self._stored_ids[key] = self.last_seq
         if len(self._stored_ids) > self._remembered_ids:
             self._stored_ids.popitem(last=False)
         return message, True
 
-    def after(self, seq, epoch=None):
-        """Messages with a sequence number above ``seq`` that history still holds."""
-        return catch_up(self.name, self.epoch, self.last_seq, tuple(self.history), seq, epoch)
+    def after(self, seq, epoch=None, limit=CATCH_UP_PAGE):
+        """A page of the retained messages with a sequence number above ``seq``; the recent
+        ones, incomplete, if ``seq`` belongs to another history."""
+        if saw_another_history(self.epoch, self.last_seq, seq, epoch):
+            return CatchUp(self.name, self.recent().messages, False, self.epoch)
+        oldest = self.history[0].seq if self.history else self.last_seq + 1
+        start = max(0, seq + 1 - oldest)  # sequence numbers in history are consecutive
+        newer = tuple(itertools.islice(self.history, start, start + limit + 1))
+        return catch_up(self.name, self.epoch, oldest, newer, seq, limit)
 
     def recent(self):
-        """The whole of history, as sent on a join without ``after``."""
-        return CatchUp(self.name, tuple(self.history), True, self.epoch)
+        """The last ``shown`` messages, as sent on a join without ``after``."""
+        shown = self.retention.shown
+        start = max(0, len(self.history) - shown)
+        return CatchUp(self.name, tuple(itertools.islice(self.history, start, None)), True, self.epoch)

@@ -112,7 +112,8 @@ class ChatServer(SocketIOServer):
         once), and the connection limits (see connections.py)."""
         with contextlib.suppress(OSError):  # not TCP (a Unix socket): nothing to tune
             socket.setsockopt(socketlib.IPPROTO_TCP, socketlib.TCP_NODELAY, 1)
-        admission = socket.admission  # judged at accept, see ClientSocket
+        # Judged at accept (see ClientSocket); a socket accepted elsewhere is not counted.
+        admission = getattr(socket, "admission", connections.NORMAL)
         if admission is connections.FULL:
             return connections.refuse_at_once(socket)
         handler = self.handler_class(self.config, socket, address, self)

@@ -197,6 +197,10 @@ class ChatService:
         """A stored message for the room's members on this node: encoded once here."""
         self.hub.publish(message.room, self.frame("message", message.as_dict()))
 
+    def receives(self, room):
+        """Whether any member on this node receives the room's frames."""
+        return self.hub.members(room) > 0
+
     def restore(self):
         """The backplane is back after an outage: reclaim what this node's members held.
 

@@ -63,8 +63,8 @@ def main(argv=None):
     nodes = {"n1": args.port + 1, "n2": args.port + 2}
     parts = [
         start(
-            [program("redis-server", "/usr/bin/redis-server"), "--bind", "127.0.0.1"]
-            + ["--port", args.redis_port, "--dir", args.data, "--appendonly", "yes", "--save", ""]
+            [program("redis-server", "/usr/bin/redis-server"), ROOT / "deploy" / "redis.conf"]
+            + ["--port", args.redis_port, "--dir", args.data]
         )
     ]
     wait_for_port(args.redis_port)

@@ -12,10 +12,13 @@ import pytest
 from chatwsgi.backplane import LocalBackplane
 from chatwsgi.errors import ChatError
 from chatwsgi.redis_backplane import RedisBackplane
-from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, catch_up
+from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Retention, Room
 from tests.support.cluster import RedisServer
 
 pytestmark = pytest.mark.live
+
+# Three messages shown on a join, four kept for catch-up (ages never matter here).
+RETENTION = Retention(shown=3, seconds=10**6, most=4)
 
 
 class Recorder:
@@ -40,6 +43,9 @@ class Recorder:
         self.calls.append(("restore",))
         return set()
 
+    def receives(self, room):
+        return True
+
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
@@ -53,12 +59,16 @@ def make_backplane(redis_server):
     """make(kind, prefix=None): a backplane with a recording listener, closed after the test."""
     made = []
 
-    def make(kind, prefix=None):
+    def make(kind, prefix=None, retention=None):
         if kind == "local":
-            backplane = LocalBackplane(history_size=3, max_rooms=4, new_epoch=lambda: uuid.uuid4().hex[:8])
+            backplane = LocalBackplane(
+                max_rooms=4, new_epoch=lambda: uuid.uuid4().hex[:8], retention=retention or RETENTION
+            )
         else:
             prefix = prefix or "test-%s:" % uuid.uuid4().hex
-            backplane = RedisBackplane(redis_server.url, "t1", history_size=3, max_rooms=4, prefix=prefix)
+            backplane = RedisBackplane(
+                redis_server.url, "t1", max_rooms=4, prefix=prefix, retention=retention or RETENTION
+            )
         backplane.listener = Recorder()
         made.append(backplane)
         return backplane
@@ -66,8 +76,7 @@ def make_backplane(redis_server):
     yield make
     for backplane in made:
         if backplane.name == "redis":
-            backplane.redis.close()
-            backplane.subscriber.close()
+            backplane.close()
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -298,7 +307,13 @@ def test_history_epoch_is_stable(backplane):
 
 @pytest.mark.parametrize(
     "after, seqs, complete",
-    [(5, [], True), (3, [4, 5], True), (2, [3, 4, 5], True), (1, [3, 4, 5], False), (6, [3, 4, 5], False)],
+    [
+        (5, [], True),
+        (3, [4, 5], True),
+        (1, [2, 3, 4, 5], True),  # kept for catch-up, though no longer shown on a join
+        (0, [2, 3, 4, 5], False),
+        (6, [3, 4, 5], False),  # another history's: the recent ones
+    ],
 )
 def test_history_after_a_sequence_number(backplane, after, seqs, complete):
     backplane.enter("den", "A", "alice")
@@ -309,13 +324,33 @@ def test_history_after_a_sequence_number(backplane, after, seqs, complete):
 
 
 @pytest.mark.parametrize("epoch", [None, "another-epoch"])
-def test_history_after_matches_catch_up(backplane, epoch):
+def test_history_after_matches_a_room_in_memory(backplane, epoch):
     backplane.enter("den", "A", "alice")
-    post_many(backplane, "den", 4)
-    whole = backplane.history("den")
-    for after in range(6):
-        expected = catch_up("den", whole.epoch, 4, whole.messages, after, epoch)
-        assert backplane.history("den", after, epoch) == expected
+    posted = post_many(backplane, "den", 6)
+    room = Room("den", RETENTION, epoch=backplane.history("den").epoch)
+    for message in posted:
+        room.post(message.author, message.id, message.text, message.ts)
+    for after in range(8):
+        for limit in (1, 2, 500):
+            assert backplane.history("den", after, epoch, limit) == room.after(after, epoch, limit)
+
+
+def test_catch_up_comes_in_pages(backplane):
+    backplane.enter("den", "A", "alice")
+    posted = post_many(backplane, "den", 5)  # 2-5 kept
+    first = backplane.history("den", 1, limit=3)
+    assert (first.messages, first.complete, first.more) == (tuple(posted[1:4]), True, True)
+    last = backplane.history("den", 4, limit=3)
+    assert (last.messages, last.complete, last.more) == ((posted[4],), True, False)
+
+
+def test_retention_drops_aged_messages_past_those_shown(make_backplane, kind):
+    backplane = make_backplane(kind, retention=Retention(shown=1, seconds=10, most=100))
+    backplane.enter("den", "A", "alice")
+    for n, ts in enumerate([1000.0, 1001.0, 1020.0, 1021.0]):
+        backplane.post("den", "alice", "m%d" % n, "t", ts)
+    assert [m.seq for m in backplane.history("den", 0).messages] == [3, 4]
+    assert [m.seq for m in backplane.history("den").messages] == [4]
 
 
 def test_methods_take_keyword_arguments(backplane):
@@ -329,6 +364,11 @@ def test_history_of_another_epoch_is_incomplete(backplane):
     post_many(backplane, "den", 2)
     result = backplane.history("den", 2, "another-epoch")
     assert ([m.seq for m in result.messages], result.complete) == ([1, 2], False)
+
+
+@pytest.fixture(params=["local", "redis"])
+def kind(request):
+    return request.param
 
 
 # --- one backplane's own behaviour -------------------------------------------------------------
@@ -351,3 +391,16 @@ def test_redis_messages_outlive_the_backplane_object(make_backplane):
     after = make_backplane("redis", prefix=first.prefix).history("den")
     assert after == before
     assert after.messages == tuple(posted[1:])
+
+
+def test_the_default_retention_keeps_two_minutes_for_catch_up(make_backplane, kind):
+    backplane = make_backplane(kind, retention=Retention())
+    backplane.enter("den", "A", "alice")
+    for n in range(300):  # one every 0.4 s, from t=0 to t=119.6
+        backplane.post("den", "alice", "m%d" % n, "t", 1000.0 + n * 0.4)
+    assert len(backplane.history("den").messages) == 15
+    assert backplane.history("den", 0).complete is True  # all 300 kept
+    backplane.post("den", "alice", "late", "t", 1000.0 + 120.2)  # the first is now 120.2 s old
+    assert backplane.history("den", 0).complete is False
+    kept = backplane.history("den", 1)
+    assert (kept.complete, len(kept.messages), kept.messages[0].seq) == (True, 300, 2)

@@ -12,12 +12,15 @@ import socket
 import subprocess
 from pathlib import Path
 
+import redis
+
 from tests.support import chatting
 from tests.support.processes import ServeProcess
 from tests.support.sioclient import http
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
+REDIS_CONFIG = ROOT / "deploy" / "redis.conf"
 # Debian puts them in /usr/sbin and /usr/bin; a non-root PATH may lack /usr/sbin.
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -41,7 +44,8 @@ def answers(port, request, expected):
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1, data in ``directory`` with the append-only file on."""
+    """redis-server on 127.0.0.1 with deploy/redis.conf (the append-only file on), data in
+    ``directory``."""
 
     def __init__(self, directory):
         self.directory = Path(directory)
@@ -56,8 +60,7 @@ class RedisServer:
             shutil.rmtree(self.directory)
             self.directory.mkdir()
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory)]
-            + ["--appendonly", "yes", "--save", "", "--loglevel", "warning"],
+            [REDIS_SERVER, str(REDIS_CONFIG), "--port", str(self.port), "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -68,6 +71,21 @@ class RedisServer:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def kill(self):
+        """SIGKILL: Redis dies at once; what it acknowledged is in the append-only file."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def subscribers(self, channel):
+        """How many connections are subscribed to ``channel``."""
+        with redis.Redis(port=self.port, socket_timeout=5) as connection:
+            return connection.pubsub_numsub(channel)[0][1]
+
+    def command(self, *args):
+        """One command over a fresh connection; its reply."""
+        with redis.Redis(port=self.port, socket_timeout=5, decode_responses=True) as connection:
+            return connection.execute_command(*args)
 
 
 class HAProxy:
@@ -135,10 +153,14 @@ class Node:
         """This node's /healthz answer."""
         return json.loads(http(self.address, "GET", "/healthz").body)
 
+    def log(self):
+        """What the node has printed so far."""
+        self.serving.read_output()
+        return self.serving.output.decode("utf-8", "replace")
+
 
 TTL = 3.0  # the nodes' heartbeat ttl here (10 s by default), so a death is noticed quickly
-# History long enough that a user reconnecting after a few busy seconds catches up in full.
-NODE_FLAGS = ("--history", "300")
+NODE_FLAGS = ()  # the defaults: 15 messages shown on a join, 2 minutes kept for catch-up
 
 
 class Cluster:

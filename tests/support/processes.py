@@ -41,6 +41,14 @@ class ServeProcess:
             if ready:
                 self.output += os.read(self.process.stdout.fileno(), 65536)
 
+    def read_output(self):
+        """Add what the process printed since the last read (without waiting) to ``output``."""
+        while not self.process.stdout.closed and select.select([self.process.stdout], [], [], 0)[0]:
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            self.output += chunk
+
     def stop(self, timeout=10):
         """SIGTERM, then wait; the exit code (killed after ``timeout``)."""
         terminate(self.process, timeout)

@@ -14,7 +14,12 @@ from chatwsgi.chat import (
     clean_text,
 )
 from chatwsgi.errors import ChatError
-from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Message, Room
+from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Message, Retention, Room
+
+
+def kept(count):
+    """Retention of ``count`` messages, shown and kept alike: none kept for catch-up alone."""
+    return Retention(shown=count, seconds=0, most=count)
 
 
 def make_chat(**settings):
@@ -397,16 +402,66 @@ def test_sequence_numbers_are_per_room():
     assert chat.backplane.rooms["lobby"].last_seq == 0
 
 
-def test_history_keeps_the_last_history_size_messages():
+def test_a_join_shows_the_last_history_size_messages_and_catch_up_keeps_more():
     chat = with_member(make_chat(history_size=3), "m1", "alice", "lobby")
     for n in range(1, 6):
         chat.post("m1", "lobby", "id%d" % n, "text %d" % n)
-    history = chat.backplane.rooms["lobby"].history
-    assert [m.seq for m in history] == [3, 4, 5]
-    assert [m.text for m in history] == ["text 3", "text 4", "text 5"]
     recent, _ = chat.join("m1", "lobby")
     assert [m.seq for m in recent.messages] == [3, 4, 5]
+    assert [m.text for m in recent.messages] == ["text 3", "text 4", "text 5"]
     assert recent.complete is True
+    assert [m.seq for m in chat.catch_up("m1", "lobby", 0).messages] == [1, 2, 3, 4, 5]
+
+
+def test_retention_keeps_at_most_its_most():
+    retention = Retention(shown=2, seconds=0, most=3)
+    chat = with_member(make_chat(retention=retention), "m1", "alice", "lobby")
+    posted(chat, 5)
+    assert [m.seq for m in chat.backplane.rooms["lobby"].history] == [3, 4, 5]
+    assert [m.seq for m in chat.join("m1", "lobby")[0].messages] == [4, 5]
+
+
+def test_retention_drops_messages_older_than_its_seconds_but_keeps_those_shown():
+    now = [1000.0]
+    retention = Retention(shown=2, seconds=60, most=100)
+    chat = with_member(make_chat(clock=lambda: now[0], retention=retention), "m1", "alice", "lobby")
+    posted(chat, 4)  # at 1000
+    now[0] = 1061.0
+    chat.post("m1", "lobby", "late1", "x")
+    assert [m.seq for m in chat.backplane.rooms["lobby"].history] == [4, 5]  # 1-3 aged out
+    now[0] = 1200.0
+    chat.post("m1", "lobby", "late2", "x")
+    assert [m.seq for m in chat.backplane.rooms["lobby"].history] == [5, 6]  # shown stay
+
+
+def test_retention_checks_its_numbers():
+    for bad in [dict(shown=-1), dict(shown=5, most=4), dict(seconds=-1)]:
+        with pytest.raises(ValueError):
+            Retention(**bad)
+
+
+def test_catch_up_comes_in_pages():
+    chat = with_member(make_chat(), "m1", "alice", "lobby")
+    messages = posted(chat, 7)
+    room = chat.backplane.rooms["lobby"]
+    first = room.after(0, limit=3)
+    assert (first.messages, first.complete, first.more) == (tuple(messages[:3]), True, True)
+    second = room.after(3, limit=3)
+    assert (second.messages, second.more) == (tuple(messages[3:6]), True)
+    last = room.after(6, limit=3)
+    assert (last.messages, last.complete, last.more) == ((messages[6],), True, False)
+    assert room.after(4, limit=3).messages == tuple(messages[4:7])
+    assert room.after(4, limit=3).more is False
+
+
+def test_a_default_catch_up_page_is_500_messages():
+    chat = with_member(make_chat(), "m1", "alice", "lobby")
+    chat.backplane.rooms["lobby"].retention = Retention(shown=15, seconds=120, most=1000)
+    for n in range(501):
+        chat.post("m1", "lobby", "id%d" % n, "x")
+    page = chat.catch_up("m1", "lobby", 0)
+    assert (len(page.messages), page.more) == (500, True)
+    assert chat.catch_up("m1", "lobby", 1).more is False
 
 
 def test_same_author_and_id_is_stored_once():
@@ -445,7 +500,7 @@ def test_the_same_id_in_another_room_is_a_new_message():
 
 
 def test_room_forgets_ids_beyond_remembered_ids():
-    room = Room("r", history_size=2, remembered_ids=2)
+    room = Room("r", kept(2), remembered_ids=2)
     for message_id in ["a", "b", "c"]:
         room.post("alice", message_id, "t", 0.0)
     assert room.post("alice", "c", "t", 0.0)[1] is False
@@ -454,7 +509,7 @@ def test_room_forgets_ids_beyond_remembered_ids():
 
 
 def test_the_id_window_keeps_sequence_numbers_not_messages():
-    room = Room("r", history_size=2, remembered_ids=1000)
+    room = Room("r", kept(2), remembered_ids=1000)
     for n in range(1000):
         room.post("alice", "m%d" % n, "x" * 2000, 0.0)
     # 2 messages of 2,000 characters in history; the 1,000 remembered ids hold none.
@@ -521,7 +576,8 @@ def posted(chat, count, room="lobby", member="m1"):
 def test_clean_sequence():
     assert clean_sequence(0) == 0
     assert clean_sequence(17) == 17
-    for bad in [-1, 1.0, "3", None, True, False]:
+    assert clean_sequence(2**53 - 1) == 2**53 - 1
+    for bad in [-1, 1.0, "3", None, True, False, 2**53, 10**30]:
         refused("bad_sequence", clean_sequence, bad)
 
 
@@ -551,14 +607,14 @@ def test_catch_up_up_to_date_is_empty_and_complete():
 
 
 def test_catch_up_just_before_the_oldest_kept_message_is_complete():
-    chat = with_member(make_chat(history_size=3), "m1", "alice", "lobby")
+    chat = with_member(make_chat(retention=kept(3)), "m1", "alice", "lobby")
     messages = posted(chat, 5)
     result = chat.catch_up("m1", "lobby", 2)
     assert result == CatchUp("lobby", tuple(messages[2:]), True)
 
 
 def test_catch_up_older_than_history_is_incomplete():
-    chat = with_member(make_chat(history_size=3), "m1", "alice", "lobby")
+    chat = with_member(make_chat(retention=kept(3)), "m1", "alice", "lobby")
     messages = posted(chat, 5)
     for after in (0, 1):
         result = chat.catch_up("m1", "lobby", after)
@@ -566,17 +622,17 @@ def test_catch_up_older_than_history_is_incomplete():
         assert result == CatchUp("lobby", tuple(messages[2:]), False)
 
 
-def test_catch_up_beyond_last_seq_means_a_restart_and_sends_everything():
-    chat = with_member(make_chat(history_size=5), "m1", "alice", "lobby")
-    messages = posted(chat, 2)
+def test_catch_up_beyond_last_seq_means_a_restart_and_sends_the_recent_messages():
+    chat = with_member(make_chat(history_size=2), "m1", "alice", "lobby")
+    messages = posted(chat, 3)
     result = chat.catch_up("m1", "lobby", 40)
-    assert result == CatchUp("lobby", tuple(messages), False)
+    assert result == CatchUp("lobby", tuple(messages[1:]), False)
     empty = with_member(make_chat(), "m2", "bob", "lobby")
     assert empty.catch_up("m2", "lobby", 1) == CatchUp("lobby", (), False)
 
 
 def test_join_with_after_gives_a_catch_up_and_without_gives_recent():
-    chat = with_member(make_chat(history_size=3), "m1", "alice", "lobby")
+    chat = with_member(make_chat(history_size=3, retention=kept(3)), "m1", "alice", "lobby")
     messages = posted(chat, 5)
     with_member(chat, "m2", "bob")
     joined, newly = chat.join("m2", "lobby", after=4)
@@ -603,6 +659,7 @@ def test_catch_up_as_dict():
         ],
         "complete": True,
         "epoch": "",
+        "more": False,
     }
 
 

@@ -87,6 +87,7 @@ def test_join_announces_to_the_room_including_the_joiner():
         "messages": [],
         "complete": True,
         "epoch": "",
+        "more": False,
     }
     assert alice.events() == [announce("lobby", "join", "bob", 2)]
     assert bob.events() == [announce("lobby", "join", "bob", 2)]
@@ -116,6 +117,7 @@ def test_join_ack_carries_history_and_catch_up():
         "messages": [{"room": "lobby", "seq": 3, "id": "m3", "author": "alice", "text": "t3", "ts": TS}],
         "complete": True,
         "epoch": "",
+        "more": False,
     }
     assert [name for name, _ in alice.events()] == ["announce", "message", "message", "message", "announce"]
 
@@ -326,6 +328,7 @@ def test_catch_up_and_roster_and_rooms():
         "messages": [{"room": "dev", "seq": 1, "id": "m1", "author": "alice", "text": "one", "ts": TS}],
         "complete": True,
         "epoch": "",
+        "more": False,
     }
     assert service.catch_up("a", {"room": "dev", "after": 1})["messages"] == []
     refused("bad_sequence", service.catch_up, "a", {"room": "dev"})

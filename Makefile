@@ -90,5 +90,5 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SYSTEM_PACKAGES); \
 	fi
 
-clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts tests/thirdparty/node_modules
+clean:  ## back to a fresh checkout, make cluster's Redis data (deploy/.data) included
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts tests/thirdparty/node_modules deploy/.data

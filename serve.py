@@ -1,12 +1,15 @@
 """Run the chat: ``python serve.py`` then open http://127.0.0.1:8080 in two tabs.
 
 Flags (each also read from a CHATWSGI_* environment variable): --host, --port,
---history (messages shown on a join), --retention-seconds and --retention-max (how far
-back a reconnecting client catches up; defaults 120 s, 120,000 messages per room),
+--history (messages shown on a join), --data (the SQLite file history is kept in,
+default data/chat.sqlite3; ":memory:" keeps none), --retention-seconds and --retention-max
+(how much history a room keeps; defaults 30 days and 1,000,000 messages in a data file, 120 s
+and 120,000 in memory and in Redis),
 --rate, --burst, --transports, --allowed-origins, --log-level, the liveness
 timings --heartbeat-interval, --heartbeat-timeout, --close-timeout, --poll-duration
 (seconds; defaults 25, 60, 60, 20 as the Socket.IO 0.9 reference), and for a cluster
---redis URL, --node NAME, --node-ttl SECONDS. SIGINT/SIGTERM stop accepting, tell
+--redis URL, --node NAME, --node-ttl SECONDS, and --metrics-port PORT (Prometheus metrics
+on http://127.0.0.1:PORT/metrics; default off). SIGINT/SIGTERM stop accepting, tell
 connected clients and exit within 5 seconds.
 """
 
@@ -20,18 +23,28 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
+import gevent.pywsgi  # noqa: E402
 
 from chatwsgi import make_app, make_server  # noqa: E402
 from chatwsgi.backplane import LocalBackplane  # noqa: E402
 from chatwsgi.liveness import TIMINGS, Liveness  # noqa: E402
+from chatwsgi.metrics import ChatMetrics  # noqa: E402
 from chatwsgi.redis_backplane import RedisBackplane  # noqa: E402
 from chatwsgi.rooms import Retention  # noqa: E402
 from chatwsgi.server import ADVERTISED, unknown_transports  # noqa: E402
+from chatwsgi.sqlite_store import DURABLE_RETENTION, SqliteStore  # noqa: E402
 
 SHUTDOWN_SECONDS = 5.0
+TIMING_HELP = {
+    "heartbeat_interval": "the most seconds between two heartbeats (fewer when the timeouts need it)",
+    "heartbeat_timeout": "seconds told to clients: a silent websocket client is gone after it",
+    "close_timeout": "seconds told to clients: a polling client without a poll this long is gone",
+    "poll_duration": "the most seconds a long poll is held open (less when the timeouts need it)",
+}
 
 
 def env(name, default):
@@ -41,27 +54,114 @@ def env(name, default):
 
 def parse_args(argv):
     """Command-line flags over environment variables over defaults."""
-    parser = argparse.ArgumentParser(description="chatwsgi: a real-time chat server")
-    parser.add_argument("--host", default=env("host", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env("port", "8080")))
-    parser.add_argument("--history", type=int, default=int(env("history", "15")))
-    parser.add_argument("--retention-seconds", type=float, default=float(env("retention_seconds", "120")))
-    parser.add_argument("--retention-max", type=int, default=int(env("retention_max", "120000")))
-    parser.add_argument("--rate", type=float, default=float(env("rate", "5")))
-    parser.add_argument("--burst", type=int, default=int(env("burst", "10")))
-    parser.add_argument("--transports", default=env("transports", ",".join(ADVERTISED)))
-    parser.add_argument("--allowed-origins", default=env("allowed_origins", ""))
-    parser.add_argument("--log-level", default=env("log_level", "INFO"))
-    parser.add_argument("--redis", default=env("redis", ""), help="e.g. redis://127.0.0.1:6379/0")
-    parser.add_argument("--node", default=env("node", ""), help="this node's name in a cluster")
-    parser.add_argument("--node-ttl", type=float, default=float(env("node_ttl", "10")))
+    parser = argparse.ArgumentParser(
+        description="chatwsgi: a real-time chat server (Socket.IO 0.9 on gevent). It serves the page "
+        "on /, the chat on /socket.io/ and its health on /healthz. SIGINT or SIGTERM stop it within "
+        "5 s, telling connected clients.",
+        epilog="Every flag can also be set in the environment: CHATWSGI_ and the flag's name in upper "
+        "case, - as _ (CHATWSGI_PORT=9000, CHATWSGI_REDIS=redis://127.0.0.1:6379/0); a flag on the "
+        "command line wins. The defaults shown include what the environment set.",
+    )
+    parser.add_argument(
+        "--host", default=env("host", "127.0.0.1"), help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("port", "8080")),
+        help="port to listen on, 0 for any free one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=int(env("history", "15")),
+        help="messages shown on a join (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data",
+        default=env("data", "data/chat.sqlite3"),
+        help="SQLite file a single node keeps history in; :memory: keeps none; unused with --redis "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retention-seconds",
+        type=float,
+        default=env("retention_seconds", None),
+        help="how long a room keeps its messages for catch-up, in seconds "
+        "(default: 30 days in a --data file, 120 in memory and in Redis)",
+    )
+    parser.add_argument(
+        "--retention-max",
+        type=int,
+        default=env("retention_max", None),
+        help="the most messages a room keeps "
+        "(default: 1000000 in a --data file, 120000 in memory and in Redis)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=float(env("rate", "5")),
+        help="messages per second per connection (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=int(env("burst", "10")),
+        help="messages a connection may send at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--transports",
+        default=env("transports", ",".join(ADVERTISED)),
+        help="transports offered to clients, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        default=env("allowed_origins", ""),
+        help="Origins allowed besides the page's own, comma-separated (https://a.example,https://b.example; "
+        "* for any) (default: none)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("log_level", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--redis",
+        default=env("redis", ""),
+        help="the Redis a cluster's nodes share, e.g. redis://127.0.0.1:6379/0 (default: none, the chat "
+        "lives in this process)",
+    )
+    parser.add_argument(
+        "--node",
+        default=env("node", ""),
+        help="this node's name in a cluster, unique in it (default: <hostname>-<pid> with --redis, "
+        "else local)",
+    )
+    parser.add_argument(
+        "--node-ttl",
+        type=float,
+        default=float(env("node_ttl", "10")),
+        help="seconds a silent node has before the others declare it dead (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=env("metrics_port", None),
+        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics, 0 for any free port "
+        "(default: off; never on the chat's own port)",
+    )
     for name in TIMINGS:
         default = getattr(Liveness, name)
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=float(env(name, default)))
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float,
+            default=float(env(name, default)),
+            help=TIMING_HELP[name] + " (default: %(default)s)",
+        )
     args = parser.parse_args(argv)
     try:
         Liveness(**liveness_settings(args))
-        args.retention = Retention(args.history, args.retention_seconds, args.retention_max)
+        args.retention = retention_of(args)
     except ValueError as error:
         parser.error(str(error))
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
@@ -70,6 +170,26 @@ def parse_args(argv):
         parser.error("--transports takes some of %s, not %s" % (",".join(ADVERTISED), ",".join(unknown)))
     args.allowed_origins = [o.strip() for o in args.allowed_origins.split(",") if o.strip()]
     return args
+
+
+def retention_of(args):
+    """What rooms keep: the flags, over 30 days and a million messages per room in a data
+    file, or two minutes and 120,000 in memory and in Redis."""
+    durable = not args.redis and args.data != ":memory:"
+    default = DURABLE_RETENTION if durable else Retention()
+    seconds = default.seconds if args.retention_seconds is None else args.retention_seconds
+    most = default.most if args.retention_max is None else args.retention_max
+    return Retention(args.history, seconds, most)
+
+
+def open_store(args):
+    """Where a single node keeps history: the SQLite file ``--data`` (its directory made), or
+    memory for ``--data :memory:``."""
+    if args.data == ":memory:":
+        return None
+    path = Path(args.data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(path, args.retention)
 
 
 def liveness_settings(args):
@@ -92,18 +212,36 @@ def shut_down(server, app):
     server.stop(timeout=SHUTDOWN_SECONDS / 2)
 
 
+def serve_metrics(app, port):
+    """Serve the metrics app on 127.0.0.1:``port`` alone, away from the public chat port; the server."""
+    server = gevent.pywsgi.WSGIServer(
+        ("127.0.0.1", port), app, log=None, error_log=logging.getLogger("chatwsgi.metrics")
+    )
+    server.start()
+    return server
+
+
 def main(argv=None):
     """Build the app and server from the flags and serve until a signal."""
     args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    metrics = ChatMetrics()
     if args.redis:
-        backplane = RedisBackplane(args.redis, args.node or None, args.node_ttl, retention=args.retention)
+        backplane = RedisBackplane(
+            args.redis, args.node or None, args.node_ttl, retention=args.retention, metrics=metrics
+        )
     else:
-        backplane = LocalBackplane(retention=args.retention)
+        backplane = LocalBackplane(retention=args.retention, store=open_store(args))
     node = getattr(backplane, "node", args.node or "local")
-    app = make_app(history=args.history, rate=args.rate, burst=args.burst, node=node, backplane=backplane)
+    app = make_app(
+        rate=args.rate,
+        burst=args.burst,
+        node=node,
+        backplane=backplane,
+        metrics=metrics,
+    )
     if args.redis:
         backplane.start()
     server = make_server(
@@ -115,15 +253,18 @@ def main(argv=None):
         **liveness_settings(args),
     )
     server.start()
+    if args.metrics_port is not None:
+        metrics_address = serve_metrics(app.metrics_app, args.metrics_port).address
+        print("chatwsgi metrics on http://%s:%d/metrics" % metrics_address[:2], flush=True)
     # Everything made so far (modules, app, server) lives as long as the process: keep it
     # out of every later garbage collection, which then walks only connections' objects.
     gc.collect()
     gc.freeze()
     host, port = server.address[:2]
-    print("chatwsgi serving on http://%s:%d as node %s (Ctrl-C stops)" % (host, port, node), flush=True)
     stopping = gevent.event.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before saying it serves: a stop then is clean
         gevent.signal_handler(signum, stopping.set)
+    print("chatwsgi serving on http://%s:%d as node %s (Ctrl-C stops)" % (host, port, node), flush=True)
     stopping.wait()
     print("chatwsgi stopping", flush=True)
     gevent.spawn(shut_down, server, app).join(timeout=SHUTDOWN_SECONDS)

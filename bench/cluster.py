@@ -1,9 +1,10 @@
-"""Fan-out over the Redis backplane: 1 node in memory, 1 node on Redis, 2 nodes on Redis.
+"""Fan-out over the backplanes: 1 node in memory, 1 node on SQLite, 1 and 2 nodes on Redis.
 
 For each repetition and configuration, N clients in the room 'bench' (N/2 in each of two
 load generator processes), then the scenarios of bench/loadgen.py:
 
   1 node, local    chatwsgi_server.py as run.py measures it (in-memory backplane)
+  1 node, sqlite   the same with history in a SQLite file (serve.py's default store)
   1 node, redis    the same server on the Redis backplane
   2 nodes, redis   two such nodes, N/2 clients each; the sender is on node B, the measuring
                    load generator's receivers on node A, so latency crosses nodes
@@ -41,10 +42,12 @@ from run import BENCH, Server, free_port, launch_loadgen, medians, pinned, serve
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 CONFIGS = {  # name -> (nodes, on Redis)
     "1 node, local": (1, False),
+    "1 node, sqlite": (1, False),
     "1 node, redis": (1, True),
     "2 nodes, redis": (2, True),
 }
-SHORT = {"1-local": "1 node, local", "1-redis": "1 node, redis", "2-redis": "2 nodes, redis"}
+SHORT = {"1-local": "1 node, local", "1-sqlite": "1 node, sqlite", "1-redis": "1 node, redis"}
+SHORT["2-redis"] = "2 nodes, redis"
 BASELINE = "1 node, local"
 FIGURES = [
     ("deliveries_per_second", "deliveries/s"),
@@ -169,6 +172,8 @@ def one_run(config, options, redis_server):
     try:
         for name in "ab"[:count]:
             extra = ["--redis", redis_server.url, "--node", name] if on_redis else []
+            if config == "1 node, sqlite":
+                extra = ["--data", os.path.join(options.data_dir, "bench-%d.sqlite3" % time.time_ns())]
             nodes.append(Server(command + extra, env))
         # home: the measuring load generator's receivers; away: the sender and the other half.
         home, away = nodes[0], nodes[-1]
@@ -340,7 +345,7 @@ def markdown(summary, record):
         local = base.get(row["clients"], {}).get("ack_p50_ms")
         if row["server"] != BASELINE and row["ack_p50_ms"] is not None and local is not None:
             lines.append(
-                "- %s, %d clients: Redis round trip seen by the sender (ack p50 − local's): %.3f ms"
+                "- %s, %d clients: the store's cost seen by the sender (ack p50 − local's): %.3f ms"
                 % (row["server"], row["clients"], row["ack_p50_ms"] - local)
             )
     lines += [
@@ -417,6 +422,7 @@ def main(argv=None):
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
         redis_server = RedisServer(directory)
+        options.data_dir = directory  # the SQLite files of the "1 node, sqlite" runs
         try:
             for rep in range(options.reps):
                 for config in configs:

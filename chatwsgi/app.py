@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -11,9 +12,13 @@ from webob.static import DirectoryApp, FileApp, FileIter
 
 from chatwsgi.chat import Chat
 from chatwsgi.compat.socket import send_error
-from chatwsgi.namespace import ChatNamespace
+from chatwsgi.errors import ChatError
+from chatwsgi.metrics import ChatMetrics
+from chatwsgi.namespace import ChatNamespace, IdentifiedNamespace
 from chatwsgi.security import is_inside, relative_static_path, request_path_text
 from chatwsgi.service import ENDPOINT, ChatService
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PAGE_HEADERS = [
@@ -49,13 +54,21 @@ class ClosingFileIter(FileIter):
 
 
 class ChatMiddleware:
-    """Serves the chat (/socket.io/..., /socket.io.js, /healthz) in front of ``app``."""
+    """Serves the chat (/socket.io/..., /socket.io.js, /healthz) in front of ``app``.
+
+    ``history`` (15 messages shown on a join) and ``retention`` configure the default
+    backplane; a ``backplane`` given is configured itself (passing both is an error).
+
+    ``identify(environ)``, when given, names the chat's users as the host app knows them: it
+    gets the WSGI environ of each Socket.IO session's first transport request (cookies
+    included) and returns the user's display name, or None to refuse the session.
+    """
 
     def __init__(
         self,
         app,
         resource="socket.io",
-        history=15,
+        history=None,
         retention=None,
         max_message_chars=2000,
         rate=5.0,
@@ -65,19 +78,30 @@ class ChatMiddleware:
         node="local",
         backplane=None,
         service=None,
+        identify=None,
+        metrics=None,
     ):
         self.app = app
         self.resource = resource
         self.node = node
         self.stopping = False
+        self.metrics = metrics if metrics is not None else ChatMetrics()
+        # Not served here: the embedder mounts it where only the monitoring can reach it.
+        self.metrics_app = self.metrics.wsgi_app()
+        if backplane is not None and (history, retention) != (None, None):
+            raise ValueError("with backplane=, give history_size= or retention= to the backplane")
+        history = 15 if history is None else history
         self.service = service or ChatService(
             Chat(history_size=history, max_chars=max_message_chars, backplane=backplane, retention=retention),
             rate=rate,
             burst=burst,
             rates=rates,
             announce_limit=announce_limit,
+            metrics=self.metrics,
         )
-        self.namespaces = {ENDPOINT: ChatNamespace}
+        self.metrics.watch_backplane(self.service.backplane)
+        self.identify = identify
+        self.namespaces = {ENDPOINT: ChatNamespace if identify is None else IdentifiedNamespace}
         self.client_script = FileApp(str(client_script_path()), content_type="application/javascript")
 
     def __call__(self, environ, start_response):
@@ -95,8 +119,19 @@ class ChatMiddleware:
         """Run one session's namespaces until it ends (called once per session by the server)."""
         if "socketio" not in environ:
             return plain(start_response, "400 Bad Request", "Socket.IO requests need a ChatServer.\n")
+        if self.identify is not None:
+            # Once per session, now: a websocket session keeps no cookies after the upgrade.
+            environ["socketio"].identity = self.identity_of(environ)
         socketio_manage(environ, self.namespaces, request=self.service, error_handler=send_error)
         return []
+
+    def identity_of(self, environ):
+        """What ``identify`` says of this request's user; a ChatError if it failed (logged)."""
+        try:
+            return self.identify(environ)
+        except Exception:
+            log.exception("identify failed: the chat refuses the session")
+            return ChatError("server_error", "The site could not tell who you are; try again later.")
 
     def health(self, environ, start_response):
         """A JSON health answer: node id, backplane state, connections here by transport.

@@ -12,7 +12,7 @@ stored message and ``deliver(room, frame, exclude)`` for any other frame; it ask
 import secrets
 
 from chatwsgi.errors import ChatError
-from chatwsgi.rooms import CATCH_UP_PAGE, DEFAULT_ROOM, CatchUp, Retention, Room
+from chatwsgi.rooms import CATCH_UP_PAGE, DEFAULT_ROOM, OLDER_PAGE, CatchUp, MemoryStore, Retention
 
 
 class NoListener:
@@ -34,12 +34,18 @@ class LocalBackplane:
     name = "local"
 
     def __init__(
-        self, history_size=15, max_rooms=1000, new_epoch=lambda: secrets.token_urlsafe(6), retention=None
+        self,
+        history_size=15,
+        max_rooms=1000,
+        new_epoch=lambda: secrets.token_urlsafe(6),
+        retention=None,
+        store=None,
     ):
         self.retention = retention or Retention(shown=history_size)
         self.max_rooms = max_rooms
-        self.new_epoch = new_epoch
-        self.rooms = {DEFAULT_ROOM: Room(DEFAULT_ROOM, self.retention, epoch=new_epoch())}
+        # Where rooms' history lives: memory by default, or a file (sqlite_store.SqliteStore).
+        self.store = store or MemoryStore(self.retention, new_epoch)
+        self.rooms = {DEFAULT_ROOM: self.store.open(DEFAULT_ROOM)}
         self.listener = NoListener()
         self._nicknames = {}  # folded nickname -> (owner, token)
         self._rooms_of = {}  # owner -> rooms whose roster holds it
@@ -137,6 +143,11 @@ class LocalBackplane:
             return CatchUp(name, (), True)
         return room.recent() if after is None else room.after(after, epoch, limit)
 
+    def older(self, name, before, limit=OLDER_PAGE):
+        """A page of the room's history before sequence number ``before``, newest last."""
+        room = self.rooms.get(name)
+        return room.before(before, limit) if room is not None else CatchUp(name, (), True)
+
     def publish(self, name, frame, exclude=None):
         """Deliver a frame to the room's members but ``exclude``."""
         self.listener.deliver(name, frame, exclude)
@@ -145,7 +156,7 @@ class LocalBackplane:
         if name not in self.rooms:
             if len(self.rooms) >= self.max_rooms and not self._drop_an_empty_room():
                 raise ChatError("too_many_rooms", "The server holds no more rooms.")
-            self.rooms[name] = Room(name, self.retention, epoch=self.new_epoch())
+            self.rooms[name] = self.store.open(name)
         return self.rooms[name]
 
     def _drop_an_empty_room(self):

@@ -7,6 +7,7 @@ backplane's (``backplane.py``).
 """
 
 import contextlib
+import hashlib
 import re
 import secrets
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from chatwsgi.backplane import LocalBackplane
 from chatwsgi.errors import ChatError
-from chatwsgi.rooms import DEFAULT_ROOM
+from chatwsgi.rooms import DEFAULT_ROOM, OLDER_PAGE, OLDER_PAGE_MAX
 
 NICKNAME_MAX = 32
 ROOM_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -57,6 +58,16 @@ def clean_message_id(raw):
     return raw
 
 
+def user_token(name):
+    """The reclaim token of a user the host app signed in (ChatMiddleware's ``identify``): the
+    same for each of that user's connections, so the newest takes the name over from an older one.
+
+    Not a secret: where users are signed in, nickname events (the only way a client sends a
+    token) are refused.
+    """
+    return "user:" + hashlib.sha256(str(name).encode("utf-8", "replace")).hexdigest()[:40]
+
+
 def clean_token(raw):
     """Check a reclaim token sent back by a client: None, or the text it was given."""
     if raw is None or (isinstance(raw, str) and len(raw) <= 64):
@@ -71,6 +82,15 @@ def clean_sequence(raw):
     """Check a last-seen sequence number (a whole number from 0 to 2**53 - 1)."""
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_SEQUENCE:
         raise ChatError("bad_sequence", "'after' must be a whole number from 0 to 2**53 - 1.")
+    return raw
+
+
+def clean_limit(raw):
+    """Check how many older messages a client asks for: None (the default page) or 1 to 200."""
+    if raw is None:
+        return OLDER_PAGE
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= OLDER_PAGE_MAX:
+        raise ChatError("bad_request", "'limit' must be a whole number from 1 to %d." % OLDER_PAGE_MAX)
     return raw
 
 
@@ -140,12 +160,15 @@ class Chat:
             raise ChatError("no_nickname", "Choose a nickname first.")
         return state.nickname
 
-    def set_nickname(self, member, raw, token=None):
-        """Claim a nickname, unique case-insensitively; a matching token reclaims it."""
+    def set_nickname(self, member, raw, token=None, new_token=None):
+        """Claim a nickname, unique case-insensitively; a matching token reclaims it.
+
+        ``new_token`` makes the token of a nickname nobody holds (``self.new_token`` by default).
+        """
         nickname = clean_nickname(raw)
         token = clean_token(token)
         state = self.members.setdefault(member, Member())
-        state.token, evicted = self.backplane.claim(nickname, member, token, self.new_token)
+        state.token, evicted = self.backplane.claim(nickname, member, token, new_token or self.new_token)
         evicted_rooms = []
         if evicted in self.members:
             # The same person reconnecting: the stale connection goes, its token stays.
@@ -159,6 +182,13 @@ class Chat:
         for room in sorted(state.rooms):
             self.backplane.rename(room, member, nickname)
         return NicknameChange(nickname, state.token, previous, evicted, tuple(evicted_rooms))
+
+    def assign_nickname(self, member, name):
+        """Name ``member`` as the host app signed its user in: every connection of one user
+        claims the name with the same token (``user_token``), so the newest takes it over from
+        an older one (another tab) as a reclaim does."""
+        token = user_token(name)
+        return self.set_nickname(member, name, token, new_token=lambda: token)
 
     def join(self, member, raw_room, after=None, epoch=None):
         """Enter a room; return (catch-up, newly joined)."""
@@ -218,6 +248,11 @@ class Chat:
         """Messages of a joined room after sequence number ``after`` (of history ``epoch``)."""
         name = self.joined_room(member, raw_room)
         return self.backplane.history(name, clean_sequence(after), clean_epoch(epoch))
+
+    def older(self, member, raw_room, before, limit=None):
+        """A page of a joined room's messages before sequence number ``before``, newest last."""
+        name = self.joined_room(member, raw_room)
+        return self.backplane.older(name, clean_sequence(before), clean_limit(limit))
 
     def typing(self, member, raw_room):
         """Check a typing notice; return (room name, nickname)."""

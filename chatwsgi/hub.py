@@ -4,13 +4,17 @@ Delivery is a call to each member's *sink* (a callable taking one encoded frame)
 so a broadcast is encoded once and reaches only the room's members.
 """
 
+import time
 from collections import defaultdict
+
+from chatwsgi.metrics import NO_METRICS
 
 
 class LocalHub:
     """Room subscriptions and delivery inside one process."""
 
-    def __init__(self):
+    def __init__(self, metrics=NO_METRICS):
+        self.metrics = metrics
         self._rooms = defaultdict(dict)  # room -> {member: sink}
         self._joined = defaultdict(set)  # member -> rooms
 
@@ -42,13 +46,14 @@ class LocalHub:
         members = self._rooms.get(room)
         if not members:
             return
+        started = time.perf_counter()
         if exclude is None:
-            for sink in list(members.values()):
-                sink(frame)
-            return
-        for member, sink in list(members.items()):
-            if member != exclude:
-                sink(frame)
+            sinks = list(members.values())
+        else:
+            sinks = [sink for member, sink in members.items() if member != exclude]
+        for sink in sinks:
+            sink(frame)
+        self.metrics.broadcast(len(sinks), time.perf_counter() - started)
 
     def members(self, room):
         """How many members receive the room's frames here."""

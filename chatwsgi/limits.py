@@ -20,7 +20,7 @@ EVENT_RATES = {
     "typing": (2.0, 4),
     "room": (2.0, 10),  # join and leave
     "nickname": (0.5, 5),
-    "query": (5.0, 20),  # roster, rooms, catch_up
+    "query": (5.0, 20),  # roster, rooms, catch_up, history
 }
 DESCRIPTIONS = {
     "message": "messages",

@@ -23,6 +23,7 @@ def answers(handler):
         try:
             return handler(self, request)
         except ChatError as refusal:
+            self.service.metrics.refused(refusal.code)
             body = refusal.as_dict()
             body["event"] = handler.__name__[3:]
             if isinstance(request, dict) and isinstance(request.get("id"), str):
@@ -85,6 +86,10 @@ class ChatNamespace(CompatNamespace):
         return self.service.catch_up(self.member, request)
 
     @answers
+    def on_history(self, request):
+        return self.service.history(self.member, request)
+
+    @answers
     def on_roster(self, request):
         return self.service.roster(self.member, request)
 
@@ -103,3 +108,34 @@ class ChatNamespace(CompatNamespace):
             self.connected_to_chat = False
             self.service.disconnect(self.member)
         super().disconnect(silent=silent)
+
+
+class IdentifiedNamespace(ChatNamespace):
+    """The chat where the host app signs users in (ChatMiddleware's ``identify``): a connection
+    is named as its session's user on connecting, and keeps that name.
+
+    ``self.socket.identity`` is what ``identify`` returned for the session's first request, or
+    the ChatError refusing it when ``identify`` failed.
+    """
+
+    def recv_connect(self):
+        """Connect and take the user's name (told in a ``nickname`` event); a connection the
+        chat refuses (not signed in) is told why, and its session ends."""
+        super().recv_connect()
+        identity = getattr(self.socket, "identity", None)
+        try:
+            if isinstance(identity, ChatError):
+                raise identity
+            named = self.service.assign(self.member, identity)
+        except ChatError as refusal:
+            self.emit("error", dict(refusal.as_dict(), event="connect"))
+            if refusal.code == "unavailable":
+                self.socket.end()  # the chat's store is restoring: the client reconnects later
+            else:
+                self.socket.boot(linger=True)  # told, so it does not reconnect to be refused again
+            return
+        self.emit("nickname", named)
+
+    @answers
+    def on_nickname(self, request):
+        raise ChatError("nickname_fixed", "Your name here is the one you signed in with.")

@@ -35,6 +35,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 
 import gevent
 import gevent.event
@@ -44,13 +45,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from chatwsgi.errors import ChatError
+from chatwsgi.metrics import NO_METRICS
 from chatwsgi.rooms import (
     CATCH_UP_PAGE,
     DEFAULT_ROOM,
+    OLDER_PAGE,
     CatchUp,
     Message,
     Retention,
     catch_up,
+    older,
     saw_another_history,
 )
 from chatwsgi.sequencing import GAP, SEEN, Sequencer
@@ -196,6 +200,13 @@ return {
 }
 """
 
+# KEYS epoch, seq, log. ARGV new epoch, first entry id not wanted, how many. Returns {epoch,
+# entries before that id, newest first}.
+OLDER = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return {redis.call('GET', KEYS[1]), redis.call('XREVRANGE', KEYS[3], '(' .. ARGV[2], '-', 'COUNT', ARGV[3])}
+"""
+
 REPAIR_MOST = 10_000  # messages fetched for one room in one repair; past it, clients catch up
 
 
@@ -229,14 +240,16 @@ def decode_stream(entries):
 
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)  # Redis away (or loading)
+DOWN_LOG_SECONDS = 10.0  # while Redis stays away, how often a node says it still is
 
 
 def shared(method):
-    """Run a Redis call. A failed connection marks the node down and becomes ChatError
+    """Run a Redis call, timed in the metrics. A failed connection marks the node down and becomes ChatError
     ('unavailable'); an error Redis answers with fails this request alone ('server_error')."""
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
+        started = time.perf_counter()
         try:
             return method(self, *args, **kwargs)
         except CONNECTION_ERRORS as error:
@@ -245,6 +258,8 @@ def shared(method):
         except redis.RedisError:
             log.exception("Redis refused %s", method.__name__)
             raise ChatError("server_error", "The server could not do that; try again.") from None
+        finally:
+            self.metrics.backplane_call(method.__name__, time.perf_counter() - started)
 
     return call
 
@@ -265,10 +280,12 @@ class RedisBackplane:
         remembered_ids_seconds=86400,
         new_epoch=lambda: secrets.token_urlsafe(6),
         retention=None,
+        metrics=NO_METRICS,
     ):
         self.url, self.ttl, self.prefix = url, ttl, prefix
         self.node = node or "%s-%d" % (socket.gethostname(), os.getpid())
         self.retention = retention or Retention(shown=history_size)
+        self.metrics = metrics
         self.max_rooms = max_rooms
         self.remembered_ids_seconds = remembered_ids_seconds
         self.new_epoch = new_epoch
@@ -297,6 +314,7 @@ class RedisBackplane:
         self._up = False
         self._up_since = None
         self._ever_up = False
+        self._down_said = None  # when this node last logged that Redis is down (None: not down)
         self._ready = gevent.event.Event()
         self._greenlets = []
         self._scripts = {}
@@ -456,6 +474,15 @@ class RedisBackplane:
         return CatchUp(name, decode_stream(reversed(entries)), True, room_epoch)
 
     @shared
+    def older(self, name, before, limit=OLDER_PAGE):
+        """A page of the room's history before sequence number ``before``, newest last."""
+        first_not_wanted = "%d-0" % max(before, 1)  # no entry is below 1-0
+        epoch, entries = self._run(
+            OLDER, self._room_keys(name), self.new_epoch(), first_not_wanted, limit + 1
+        )
+        return older(name, epoch, decode_stream(entries), limit)
+
+    @shared
     def publish(self, name, frame, exclude=None):
         """Deliver a frame to the room's members on every node but ``exclude``."""
         self.redis.publish(self.channel, "f%s %s %s" % (name, exclude or "", frame))
@@ -585,7 +612,10 @@ class RedisBackplane:
 
     def _came_up(self):
         self._up, self._up_since = True, self._clock()
-        log.info("backplane %s up as node %s", self.url, self.node)
+        # At the level of the outage's warnings, so whoever saw "down" also sees "up".
+        level = logging.INFO if self._down_said is None else logging.WARNING
+        log.log(level, "backplane %s up as node %s", self.url, self.node)
+        self._down_said = None
         if not self._ever_up:
             self._ever_up = True
             self._check_generation()
@@ -620,8 +650,16 @@ class RedisBackplane:
                 self.listener.left(room, nickname)
 
     def _went_down(self, error):
-        if self._up:
-            log.warning("backplane %s down: %s", self.url, error)
+        # Said at once (the first failed attempt, or up -> down), then every DOWN_LOG_SECONDS
+        # while it lasts, not once per retry: both greenlets retry about every second.
+        now = self._clock()
+        if self._up or self._down_said is None or now - self._down_said >= DOWN_LOG_SECONDS:
+            self._down_said = now
+            log.warning(
+                "backplane %s down: %s (retrying; chat requests get 'unavailable' until it is up)",
+                self.url,
+                error,
+            )
         self._up, self._up_since = False, None
 
     def _reap_dead_nodes(self):

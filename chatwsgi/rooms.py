@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 DEFAULT_ROOM = "lobby"
 CATCH_UP_PAGE = 500  # messages in one catch-up answer at most
+OLDER_PAGE = 50  # messages in one answer for older history, unless the client asks fewer
+OLDER_PAGE_MAX = 200  # ... or more, up to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,25 @@ def catch_up(room, epoch, oldest_seq, newer, after, limit=CATCH_UP_PAGE):
     return CatchUp(room, tuple(newer[:limit]), after >= oldest_seq - 1, epoch, len(newer) > limit)
 
 
+def older(room, epoch, before, limit=OLDER_PAGE):
+    """A page of older history: ``before`` holds the retained messages before the wanted
+    sequence number, newest first (up to ``limit`` + 1 of them: one more tells that older
+    ones are stored). Newest last in the answer; ``complete`` once the start is reached."""
+    return CatchUp(room, tuple(reversed(before[:limit])), len(before) <= limit, epoch)
+
+
+class MemoryStore:
+    """Where a LocalBackplane keeps rooms: in memory, gone with the process."""
+
+    def __init__(self, retention=None, new_epoch=lambda: ""):
+        self.retention = retention or Retention()
+        self.new_epoch = new_epoch
+
+    def open(self, name):
+        """A new room ``name``, empty."""
+        return Room(name, self.retention, epoch=self.new_epoch())
+
+
 class Room:
     """Members, retained history and per-room sequence numbers of one room."""
 
@@ -156,3 +177,10 @@ class Room:
         shown = self.retention.shown
         start = max(0, len(self.history) - shown)
         return CatchUp(self.name, tuple(itertools.islice(self.history, start, None)), True, self.epoch)
+
+    def before(self, seq, limit=OLDER_PAGE):
+        """A page of the retained messages with a sequence number below ``seq``, newest last."""
+        oldest = self.history[0].seq if self.history else self.last_seq + 1
+        end = min(len(self.history), max(0, seq - oldest))  # consecutive sequence numbers
+        newest_first = [self.history[index] for index in range(end - 1, max(-1, end - limit - 2), -1)]
+        return older(self.name, self.epoch, newest_first, limit)

@@ -13,6 +13,7 @@ from chatwsgi.compat.handler import TRANSPORTS, ChatHandler
 from chatwsgi.compat.socket import ChatSocket
 from chatwsgi.liveness import SETTINGS as LIVENESS_SETTINGS
 from chatwsgi.liveness import Liveness
+from chatwsgi.metrics import NO_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class ChatServer(SocketIOServer):
     """A SocketIOServer on 127.0.0.1 by default, with our handler, sessions and limits."""
 
     def __init__(self, listener, application, transports=ADVERTISED, **settings):
+        # The app's metrics unless told: a ChatMiddleware has them, another app reports nothing.
+        self.metrics = settings.pop("metrics", None) or getattr(application, "metrics", NO_METRICS)
         self.liveness, session_config = pop_session_config(settings)
         session_config.update(connections.pop_connection_config(settings))
         unknown = unknown_transports(transports)
@@ -68,6 +71,7 @@ class ChatServer(SocketIOServer):
         settings.setdefault("handler_class", ChatHandler)
         super().__init__(listener, application, transports=list(transports), **settings)
         self.config.update(session_config)
+        self.metrics.watch_sessions(self.sockets)
         self._tender = None
         self.connections = connections.Connections(
             session_config["max_connections"], session_config["reserved_connections"]
@@ -127,6 +131,7 @@ class ChatServer(SocketIOServer):
         session = ChatSocket(self, self.config)
         self.sockets[session.sessid] = session
         self.pending[session.sessid] = None
+        self.metrics.session_opened()
         return session
 
     def make_room_for_pending(self):
@@ -169,7 +174,10 @@ class ChatServer(SocketIOServer):
         # over all of them every second was the largest part of the server's idle CPU.
         turn, slices = 0, self.liveness.slices
         while True:
+            asleep = time.monotonic()
             gevent.sleep(self.liveness.tend_interval)
+            # How late the tender woke is how long other greenlets held the loop: the event-loop lag.
+            self.metrics.loop_lag(time.monotonic() - asleep - self.liveness.tend_interval)
             try:
                 self.tend(time.monotonic(), turn, slices)
             except Exception:

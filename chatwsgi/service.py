@@ -11,6 +11,7 @@ from chatwsgi.chat import Chat, clean_room_name
 from chatwsgi.errors import ChatError
 from chatwsgi.hub import LocalHub
 from chatwsgi.limits import EVENT_RATES, EventLimits
+from chatwsgi.metrics import NO_METRICS
 
 ENDPOINT = "/chat"
 
@@ -46,11 +47,13 @@ class ChatService:
         rates=None,
         announce_limit=200,
         clock=time.monotonic,
+        metrics=NO_METRICS,
     ):
         self.chat = chat if chat is not None else Chat()
         self.backplane = self.chat.backplane
         self.backplane.listener = self
-        self.hub = hub if hub is not None else LocalHub()
+        self.metrics = metrics
+        self.hub = hub if hub is not None else LocalHub(metrics)
         self.endpoint = endpoint
         self.rates = dict(EVENT_RATES, message=(rate, burst), typing=(typing_rate, typing_rate * 2))
         self.rates.update(rates or {})  # (rate, burst) by event kind, over the defaults
@@ -87,21 +90,41 @@ class ChatService:
         limits = self._limits.get(member)
         if limits is None:
             raise ChatError("not_connected", "Connect to %s first (send 1::%s)." % ((self.endpoint,) * 2))
-        limits.take(kind)
+        try:
+            limits.take(kind)
+        except ChatError:
+            self.metrics.rate_limited(kind)
+            raise
 
     def nickname(self, member, request):
         """Claim a nickname; return (ack, member evicted by a reclaim or None)."""
         self._spend(member, "nickname")
         request = _request(request)
         change = self.chat.set_nickname(member, request.get("nickname"), request.get("token"))
+        self._named(member, change)
+        ack = {"ok": True, "nickname": change.nickname, "token": change.token}
+        return ack, change.evicted
+
+    def assign(self, member, name):
+        """Name a member as the host app signed its user in (``name`` from ChatMiddleware's
+        ``identify``; None: not signed in); return the body of the ``nickname`` event telling
+        the client. Another connection holding the name (the same user's other tab) is closed,
+        as after a token reclaim."""
+        self._spend(member, "nickname")
+        if name is None:
+            raise ChatError("not_signed_in", "Sign in to use the chat.")
+        change = self.chat.assign_nickname(member, name)
+        self._named(member, change)
+        return {"nickname": change.nickname}
+
+    def _named(self, member, change):
+        """After a claim: close the connection it evicted, tell the member's rooms of a rename."""
         if change.evicted is not None:
             self.close(change.evicted)
             self._forget(change.evicted, change.evicted_rooms, change.nickname)
         if change.previous and change.previous != change.nickname:
             for room in sorted(self.chat.members[member].rooms):
                 self._announce(room, "rename", change.nickname, previous=change.previous)
-        ack = {"ok": True, "nickname": change.nickname, "token": change.token}
-        return ack, change.evicted
 
     def join(self, member, request):
         """Enter a room: history (or catch-up after ``after``) and roster in the ack."""
@@ -136,7 +159,9 @@ class ChatService:
         self._spend(member, "message")
         request = _request(request)
         # Stored once per id; the backplane delivers it on every node, in sequence order.
-        message, _ = self.chat.post(member, request.get("room"), request.get("id"), request.get("text"))
+        message, created = self.chat.post(member, request.get("room"), request.get("id"), request.get("text"))
+        if created:
+            self.metrics.message_posted()
         return {"ok": True, "id": message.id, "seq": message.seq}
 
     def typing(self, member, request):
@@ -157,6 +182,13 @@ class ChatService:
         request = _request(request)
         history = self.chat.catch_up(member, request.get("room"), request.get("after"), request.get("epoch"))
         return dict(history.as_dict(), ok=True)
+
+    def history(self, member, request):
+        """A page of a joined room's older messages, before sequence number ``before``."""
+        self._spend(member, "query")
+        request = _request(request)
+        older = self.chat.older(member, request.get("room"), request.get("before"), request.get("limit"))
+        return dict(older.as_dict(), ok=True)
 
     def roster(self, member, request):
         """Nicknames in a joined room."""

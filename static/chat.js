@@ -36,9 +36,11 @@
     roster: []
   };
   var savedNick = load('chatwsgi.nickname');
+  var assigned = false;           // the server names us (a site that signs its users in)
+  var refusal = null;             // why the server refused us the chat (not signed in, say)
   var connected = false;          // namespace connected in this session
   var joinedNow = new Set();      // rooms joined in the current server session
-  var joining = new Map();        // room -> messages broadcast before its join ack arrived
+  var held = new Map();           // room -> live messages that came while its history was fetched
   var wantNick = params.get('nick');
   var liById = new Map();         // message id -> <li> for the current room
   var typers = new Map();         // nickname -> timeout id
@@ -92,9 +94,13 @@
   }
 
   /* ---------- messages ---------- */
-  function append(li, force) {
+  var batching = false;  // appending a page of history: scrolled once, after the whole page
+  function nearEnd() {
     var m = el.messages;
-    var stick = force || m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+  }
+  function append(li, force) {
+    var stick = !batching && (force || nearEnd());
     el.messages.appendChild(li);
     if (stick) el.messages.scrollTop = el.messages.scrollHeight;
   }
@@ -145,6 +151,7 @@
   function clearRoomView() {
     el.messages.textContent = '';
     liById.clear();
+    older = {};
     typers.forEach(function (t) { clearTimeout(t); });
     typers.clear();
     renderTyping();
@@ -158,7 +165,9 @@
   function flushOutbox() {
     if (inFlight || retryTimer || !connected) return;
     var next = null;
-    eachPending(function (p) { if (!next && joinedNow.has(p.room)) next = p; });
+    // Not while the room's history is being fetched: the live copy of an own message then comes
+    // after that history and finds the message still pending (so moves it into place).
+    eachPending(function (p) { if (!next && joinedNow.has(p.room) && !held.has(p.room)) next = p; });
     if (!next) return;
     var sentIn = epoch;
     inFlight = next.id;
@@ -251,7 +260,140 @@
     renderTyping();
   }
 
-  /* ---------- joining ---------- */
+  /* ---------- history: joins and catch-ups ---------- */
+  // One answer of history (a join's or a catch-up's): a gap line first if history lost some.
+  function showHistory(room, res, force) {
+    // Measuring the list lays it out: once per page, not once per message (quadratic in a
+    // page of hundreds).
+    var stick = force || nearEnd();
+    if (res.epoch) state.epoch[room] = res.epoch;
+    batching = true;
+    try {
+      if (res.complete === false) {  // history lost messages (or the server restarted)
+        state.lastSeq[room] = 0;
+        var gapText = 'Some earlier messages are no longer available';
+        append(make('li', 'gap', gapText));
+        notice('history_incomplete', gapText);
+      }
+      (Array.isArray(res.messages) ? res.messages : []).forEach(function (msg) {
+        showMessage(msg);
+        noteSeq(room, msg.seq);
+      });
+    } finally {
+      batching = false;
+    }
+    if (stick) el.messages.scrollTop = el.messages.scrollHeight;
+    updateOlder();  // after a gap line, the history to scroll back through starts anew
+  }
+
+  // Fetch the messages of the shown `room` after the last one seen, page by page, while the
+  // room's live messages are held; then show those.
+  function catchUp(room) {
+    var holding = held.get(room);
+    var payload = {room: room, after: state.lastSeq[room] || 0, epoch: state.epoch[room]};
+    var sent = emit('catch_up', payload, function (res) {
+      if (held.get(room) !== holding) return;  // a disconnect or a new join of the room took over
+      if (res && res.code === 'rate_limited') {  // a long backlog outran the query limit: go on soon
+        setTimeout(function () { if (held.get(room) === holding) catchUp(room); }, 1000);
+        return;
+      }
+      if (!res || !res.ok || room !== state.room) { release(room, false); return; }
+      showHistory(room, res, false);
+      if (res.more) catchUp(room); else release(room, true);
+    });
+    if (!sent) release(room, false);
+  }
+
+  // Show the messages held for `room`, in seq order. After a failed fetch they are shown as
+  // they are: lastSeq stays below the gap, so the next live message, or the rejoin after a
+  // reconnect, asks for the missing ones again.
+  function release(room, caughtUp) {
+    var messages = held.get(room) || [];
+    held.delete(room);
+    messages.sort(function (a, b) { return a.seq - b.seq; }).forEach(function (msg) {
+      if (caughtUp) receive(msg); else if (room === state.room) showMessage(msg);
+    });
+    flushOutbox();
+  }
+
+  /* ---------- earlier messages: loaded when the list is scrolled to its top ---------- */
+  var OLDER_PAGE = 50;
+  // This view's loader (a new one with each view): `busy` and `stop` are the session a request
+  // is out in and the one that refused it; `done` the oldest message once nothing older is stored.
+  var older = {};
+  var olderLine = make('li', 'older');
+  var olderButton = make('button', 'older-button', 'Load earlier messages');
+  olderButton.type = 'button';
+  olderLine.appendChild(olderButton);
+
+  // The oldest message of the room's current history: the first below the last gap line
+  // (above a gap may be another history's messages, their seqs meaningless now).
+  function firstShown() {
+    var gaps = el.messages.querySelectorAll('li.gap');
+    var node = gaps.length ? gaps[gaps.length - 1] : el.messages.firstElementChild;
+    while (node && !(node.classList.contains('message') && node.dataset.seq)) node = node.nextElementSibling;
+    return node;
+  }
+  function mayLoadOlder(first) {
+    return !!first && Number(first.dataset.seq) > 1 && older.done !== first && older.stop !== epoch;
+  }
+  function inView(node) {  // or less than 100px above it: loading starts a little early
+    var box = el.messages.getBoundingClientRect(), r = node.getBoundingClientRect();
+    return r.bottom > box.top - 100 && r.top < box.bottom;
+  }
+  // The button sits just above the oldest message while older ones may be stored.
+  function updateOlder() {
+    var first = firstShown();
+    if (!mayLoadOlder(first)) {
+      if (olderLine.parentNode) olderLine.parentNode.removeChild(olderLine);
+      return;
+    }
+    if (olderLine.nextElementSibling !== first) el.messages.insertBefore(olderLine, first);
+    if (inView(olderLine)) loadOlder();
+  }
+  // One request at a time; its answer is dropped if the view changed (another room, a rejoin)
+  // or the session ended meanwhile.
+  function loadOlder() {
+    var first = firstShown(), room = state.room, view = older, sentIn = epoch;
+    if (older.busy === epoch || !mayLoadOlder(first) || !joinedNow.has(room)) return;
+    older.busy = epoch;
+    var payload = {room: room, before: Number(first.dataset.seq), limit: OLDER_PAGE};
+    var sent = emit('history', payload, function (res) {
+      if (view !== older || sentIn !== epoch) return;
+      if (res && res.code === 'rate_limited') {
+        setTimeout(function () {
+          if (view === older && sentIn === epoch) { older.busy = null; loadOlder(); }
+        }, 1000);
+        return;
+      }
+      older.busy = null;
+      if (!res || !res.ok) older.stop = epoch;  // quietly, until the room is joined again
+      else if (firstShown() === first) showOlder(first, res);
+      updateOlder();
+    });
+    if (!sent) older.busy = null;
+  }
+  // Insert a page of older messages above `first`, which stays where it was on screen.
+  function showOlder(first, res) {
+    var y = first.offsetTop - el.messages.scrollTop;
+    var page = document.createDocumentFragment();
+    (Array.isArray(res.messages) ? res.messages : []).forEach(function (msg) {
+      if (!liById.has(msg.id)) page.appendChild(messageItem(msg));
+    });
+    el.messages.insertBefore(page, first);
+    if (res.complete) {
+      older.done = firstShown();
+      if (!el.messages.querySelector('li.gap')) {  // else the gap line says it
+        el.messages.insertBefore(make('li', 'start', 'Start of the conversation'), el.messages.firstChild);
+      }
+    }
+    el.messages.scrollTop = first.offsetTop - y;
+  }
+  el.messages.addEventListener('scroll', function () {
+    if (olderLine.parentNode && inView(olderLine)) loadOlder();
+  }, {passive: true});
+  olderButton.addEventListener('click', function () { loadOlder(); });
+
   // Join `room`; `after` (a number) asks only for newer messages and keeps the list.
   function joinRoom(room, after) {
     var payload = {room: room};
@@ -261,31 +403,25 @@
       payload.after = after;
       if (state.epoch[key]) payload.epoch = state.epoch[key];
     }
-    joining.set(key, []);
+    held.set(key, []);  // messages broadcast before the ack come after its history
     var sent = emit('join', payload, function (res) {
-      var early = joining.get(key) || [];
-      joining.delete(key);
       if (!res || !res.ok) {
+        held.delete(key);
         ackError(res, 'Could not join ' + room + '.');
         if (!state.room && key !== 'lobby') joinRoom('lobby');  // e.g. a bad ?room=
         return;
       }
       var name = res.room || room;
       var previous = state.room;
-      var messages = Array.isArray(res.messages) ? res.messages : [];
       joinedNow.add(name);
-      if (res.epoch) state.epoch[name] = res.epoch;
-      if (fresh || previous !== name) clearRoomView();
-      if (fresh || previous !== name || res.complete === false) state.lastSeq[name] = 0;
-      if (res.complete === false) {  // history lost messages (or the server restarted)
-        var gapText = 'Some earlier messages are no longer available';
-        append(make('li', 'gap', gapText), true);
-        notice('history_incomplete', gapText);
+      if (fresh || previous !== name) {
+        clearRoomView();
+        state.lastSeq[name] = 0;
       }
-      messages.concat(early).forEach(function (msg) { showMessage(msg, true); noteSeq(name, msg.seq); });
-      state.roster = Array.isArray(res.roster) ? res.roster.slice() : [];
       state.room = name;
       el.roomName.textContent = name;
+      showHistory(name, res, true);
+      state.roster = Array.isArray(res.roster) ? res.roster.slice() : [];
       eachPending(function (p) { if (p.room === name && !liById.has(p.id)) showPending(p); });
       renderRoster();
       renderRooms();
@@ -293,10 +429,12 @@
         joinedNow.delete(previous);
         emit('leave', {room: previous}, function () { refreshRooms(); });
       }
-      flushOutbox();  // pending messages resent with the same ids: stored once
+      // The rest of the history, then what was held, then the outbox: pending messages are
+      // resent with the same ids (stored once).
+      if (res.more) catchUp(name); else release(name, true);
       refreshRooms();
     });
-    if (!sent) joining.delete(key);
+    if (!sent) held.delete(key);
   }
 
   function switchRoom(raw) {
@@ -320,6 +458,7 @@
     emit('nickname', payload, function (res) {
       wantNick = null;
       if (!res || !res.ok) {
+        if (res && res.code === 'nickname_fixed') return;  // the server names us: see named()
         if (reclaim) {  // could not take our nickname back: ask again
           state.nickname = null;
           el.chat.hidden = true;
@@ -329,24 +468,36 @@
         nickError((res && res.code) || 'error', (res && res.message) || 'That nickname was refused.');
         return;
       }
-      state.nickname = res.nickname;
-      state.token = res.token;
-      savedNick = res.nickname;
-      save('chatwsgi.nickname', res.nickname);
-      save('chatwsgi.token', res.token);
-      el.me.textContent = res.nickname;
-      el.nickError.textContent = '';
-      el.nickInput.removeAttribute('aria-invalid');
-      el.nickForm.hidden = true;
-      el.chat.hidden = false;
-      var room = state.room || initialRoom;
-      var after = state.room && typeof state.lastSeq[room] === 'number' ? state.lastSeq[room] : undefined;
-      joinRoom(room, after);
-      // Own messages pending in rooms we are no longer in cannot be delivered.
-      eachPending(function (p) { if (p.room !== room) settle(p.id, 'failed'); });
-      if (!reclaim) el.input.focus();
+      named(res, reclaim);
     });
   }
+
+  // Our nickname is confirmed (a claim's ack, or the server's 'nickname' event): enter the chat.
+  function named(res, reclaim) {
+    state.nickname = res.nickname;
+    if (res.token) { state.token = res.token; save('chatwsgi.token', res.token); }
+    savedNick = res.nickname;
+    save('chatwsgi.nickname', res.nickname);
+    el.me.textContent = res.nickname;
+    el.nickError.textContent = '';
+    el.nickInput.removeAttribute('aria-invalid');
+    el.nickForm.hidden = true;
+    el.chat.hidden = false;
+    var room = state.room || initialRoom;
+    var after = state.room && typeof state.lastSeq[room] === 'number' ? state.lastSeq[room] : undefined;
+    joinRoom(room, after);
+    // Own messages pending in rooms we are no longer in cannot be delivered.
+    eachPending(function (p) { if (p.room !== room) settle(p.id, 'failed'); });
+    if (!reclaim) el.input.focus();
+  }
+  // A site that signs its users in names them: the server tells the name on each connect, and
+  // the page never asks for one (a 'nickname' request would be refused: nickname_fixed).
+  socket.on('nickname', function (res) {
+    if (!res || typeof res.nickname !== 'string') return;
+    assigned = true;
+    refusal = null;
+    named(res, !!state.nickname);
+  });
 
   function submitNick(raw) {  // client-side check first: trimmed, 1-32 characters
     var nick = String(raw || '').trim();
@@ -364,7 +515,8 @@
     joinedNow.clear();
     setStatus('connected');
     showTransport();
-    if (state.nickname) claimNick(state.nickname, true);
+    if (assigned) { /* the server names us: its 'nickname' event follows */ }
+    else if (state.nickname) claimNick(state.nickname, true);
     else if (wantNick) submitNick(wantNick);
     refreshRooms();
   });
@@ -373,10 +525,12 @@
     epoch += 1;
     inFlight = null;
     joinedNow.clear();
-    joining.clear();
+    // No fetch in flight will be answered now: show what each held.
+    Array.from(held.keys()).forEach(function (room) { release(room, false); });
     // 'booted': the server ended this session on purpose (this nickname was reclaimed by
     // another tab or device): the client does not reconnect, so neither do we.
     if (reason === 'booted') setStatus('ended'); else lost();
+    if (reason === 'booted' && refusal) el.status.textContent = refusal.message || refusal.code;
   });
   socket.on('reconnecting', lost);
   socket.on('reconnect', function () { setStatus('connected'); showTransport(); });
@@ -385,16 +539,23 @@
   window.addEventListener('offline', function () { setStatus('offline'); });
   window.addEventListener('online', function () { if (!connected) setStatus('reconnecting'); });
 
-  socket.on('message', function (msg) {
-    if (!msg || typeof msg !== 'object') return;
-    var early = joining.get(msg.room);
-    if (early) { early.push(msg); return; }  // shown after the join's history, in order
+  function receive(msg) {
+    var holding = held.get(msg.room);
+    if (holding) { holding.push(msg); return; }  // shown after the history being fetched, in order
     if (!joinedNow.has(msg.room) && msg.room !== state.room) return;
+    var last = state.lastSeq[msg.room];
+    if (msg.room === state.room && last > 0 && msg.seq > last + 1) {
+      // Messages before this one never reached us live (lost between nodes, say): fetch them.
+      held.set(msg.room, [msg]);
+      catchUp(msg.room);
+      return;
+    }
     noteSeq(msg.room, msg.seq);
     if (msg.room !== state.room) return;
     stopTyping(msg.author);
     showMessage(msg, msg.author === state.nickname);
-  });
+  }
+  socket.on('message', function (msg) { if (msg && typeof msg === 'object') receive(msg); });
 
   socket.on('announce', function (a) {
     if (!a || typeof a !== 'object') return;
@@ -429,6 +590,11 @@
   });
 
   function onError(err, serverOnly) {
+    if (err && typeof err === 'object' && err.event === 'connect') {  // refused the chat: say why
+      refusal = err;
+      nickError(err.code || 'error', err.message || err.code);
+      el.nickInput.disabled = true;
+    }
     if (err && typeof err === 'object' && (err.code || err.message)) {
       notice(err.code || 'error', err.message || err.code);
     } else if (!serverOnly) {

@@ -1,5 +1,7 @@
 """Fixtures shared by every test group: the app factory and real servers on 127.0.0.1:0."""
 
+import os
+
 import pytest
 
 from chatwsgi import make_app, make_server
@@ -13,6 +15,12 @@ TEST_SERVER_SETTINGS = {
     "handshake_timeout": 2,
     "tend_interval": 0.2,
 }
+
+
+def pytest_configure(config):
+    # Every serve.py a test starts keeps history in memory, unless the test says where
+    # (never in the checkout's data/ directory, shared between runs).
+    os.environ.setdefault("CHATWSGI_DATA", ":memory:")
 
 
 @pytest.fixture

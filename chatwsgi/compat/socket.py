@@ -17,6 +17,7 @@ from socketio.virtsocket import Socket
 from chatwsgi import protocol
 from chatwsgi.errors import ChatError
 from chatwsgi.limits import Flood, TokenBucket
+from chatwsgi.metrics import NO_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def send_error(socket, error_name, error_message, endpoint, msg_id, quiet):
     log.debug("error %s on %s: %s", error_name, socket.sessid, error_message)
     if quiet:
         return
+    getattr(socket, "metrics", NO_METRICS).refused(error_name)  # any socket-like object will do
     packet = {
         "type": "event",
         "name": "error",
@@ -82,6 +84,11 @@ class ChatSocket(Socket):
         if self.reader is not None:
             self.reader.close()
 
+    @property
+    def metrics(self):
+        """The server's ChatMetrics (a server without any reports nothing)."""
+        return getattr(self.server, "metrics", NO_METRICS)
+
     # Inbound --------------------------------------------------------------
 
     def put_server_msg(self, msg):
@@ -113,9 +120,11 @@ class ChatSocket(Socket):
         try:
             self.packet_limit.take("packets")
         except Flood as flood:
+            self.metrics.rate_limited("packets")
             self.end_flood(flood.message)
             return False
         except ChatError as refusal:
+            self.metrics.rate_limited("packets")
             self.error(refusal.code, refusal.message, endpoint="")
             return False
         return True
@@ -234,6 +243,8 @@ class ChatSocket(Socket):
     def detach(self):
         """Leave the server's sessions (if the server is still there: a late kill may not)."""
         with contextlib.suppress(ReferenceError):
+            if self.sessid in self.server.sockets:
+                self.metrics.session_closed()
             super().detach()
 
     def remove_namespace(self, namespace):
@@ -308,6 +319,7 @@ class ChatSocket(Socket):
         """The client reads slower than the chat writes: end its session, keep the memory."""
         if not self.closing:
             log.warning("session %s dropped: its unread backlog passed the limit", self.sessid)
+            self.metrics.slow_consumer_dropped()
         self.end()
 
     def take_client_msgs(self, timeout):

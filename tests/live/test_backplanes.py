@@ -13,6 +13,7 @@ from chatwsgi.backplane import LocalBackplane
 from chatwsgi.errors import ChatError
 from chatwsgi.redis_backplane import RedisBackplane
 from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Retention, Room
+from chatwsgi.sqlite_store import SqliteStore
 from tests.support.cluster import RedisServer
 
 pytestmark = pytest.mark.live
@@ -55,15 +56,18 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture
-def make_backplane(redis_server):
+def make_backplane(redis_server, tmp_path):
     """make(kind, prefix=None): a backplane with a recording listener, closed after the test."""
     made = []
 
     def make(kind, prefix=None, retention=None):
+        new_epoch = lambda: uuid.uuid4().hex[:8]  # noqa: E731
         if kind == "local":
-            backplane = LocalBackplane(
-                max_rooms=4, new_epoch=lambda: uuid.uuid4().hex[:8], retention=retention or RETENTION
-            )
+            backplane = LocalBackplane(max_rooms=4, new_epoch=new_epoch, retention=retention or RETENTION)
+        elif kind == "sqlite":
+            path = tmp_path / ("%s.sqlite3" % uuid.uuid4().hex)
+            store = SqliteStore(path, retention or RETENTION, new_epoch)
+            backplane = LocalBackplane(max_rooms=4, store=store)
         else:
             prefix = prefix or "test-%s:" % uuid.uuid4().hex
             backplane = RedisBackplane(
@@ -77,9 +81,11 @@ def make_backplane(redis_server):
     for backplane in made:
         if backplane.name == "redis":
             backplane.close()
+        elif isinstance(backplane.store, SqliteStore):
+            backplane.store.close()
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "sqlite", "redis"])
 def backplane(request, make_backplane):
     return make_backplane(request.param)
 
@@ -366,7 +372,7 @@ def test_history_of_another_epoch_is_incomplete(backplane):
     assert ([m.seq for m in result.messages], result.complete) == ([1, 2], False)
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "sqlite", "redis"])
 def kind(request):
     return request.param
 
@@ -404,3 +410,26 @@ def test_the_default_retention_keeps_two_minutes_for_catch_up(make_backplane, ki
     assert backplane.history("den", 0).complete is False
     kept = backplane.history("den", 1)
     assert (kept.complete, len(kept.messages), kept.messages[0].seq) == (True, 300, 2)
+
+
+@pytest.mark.parametrize(
+    "before, limit, seqs, complete",
+    [
+        (6, 2, [4, 5], False),
+        (6, 4, [2, 3, 4, 5], True),  # 2 is the oldest kept
+        (4, 10, [2, 3], True),
+        (2, 10, [], True),
+        (0, 10, [], True),
+        (99, 1, [5], False),
+    ],
+)
+def test_older_history_before_a_sequence_number(backplane, before, limit, seqs, complete):
+    backplane.enter("den", "A", "alice")
+    post_many(backplane, "den", 5)  # 2-5 kept
+    page = backplane.older("den", before, limit)
+    assert ([m.seq for m in page.messages], page.complete) == (seqs, complete)
+    assert page.epoch == backplane.history("den").epoch
+
+
+def test_older_history_of_an_unknown_room_is_empty(backplane):
+    assert backplane.older("nowhere", 10, 5).messages == ()

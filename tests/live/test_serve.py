@@ -1,6 +1,8 @@
-"""``python serve.py`` as a user runs it: answers, shuts down cleanly on SIGTERM."""
+"""``python serve.py`` as a user runs it: answers, shuts down cleanly on SIGTERM, explains its flags,
+says at once when its Redis is unreachable."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -9,7 +11,8 @@ from urllib.request import urlopen
 
 import pytest
 
-from tests.support.processes import ROOT, ServeProcess
+from tests.support.cluster import RedisServer
+from tests.support.processes import ROOT, URL_RE, ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +108,70 @@ def test_liveness_flags_and_environment_reach_the_handshake():
 
 def test_liveness_settings_that_cannot_work_are_refused():
     assert "too rarely for a client timeout of 1 s" in usage_error("--close-timeout", "1")
+
+
+def test_help_describes_every_flag_with_its_default():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "serve.py"), "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    usage, _, rest = result.stdout.partition("\n\n")
+    description, _, rest = rest.partition("\n\n")
+    assert "real-time chat server" in description
+    assert "CHATWSGI_" in rest.rsplit("\n\n", 1)[1]  # the epilog: flags from the environment
+    flags = re.findall(r"\[(--[a-z-]+)", usage)
+    assert {"--host", "--port", "--redis", "--node", "--heartbeat-interval"} <= set(flags)
+    # Each flag's entry: "  --flag METAVAR   help text (default: ...)", wrapped over lines.
+    heading, *entries = re.split(r"\n  (?=-)", rest.rsplit("\n\n", 1)[0])
+    assert heading == "options:"
+    described = {entry.split()[0]: " ".join(entry.split()[2:]) for entry in entries}
+    for flag in flags:
+        assert "(default: " in described[flag], (flag, described[flag])
+        assert len(described[flag]) > len("(default: x)") + 10, (flag, described[flag])
+
+
+class StartingServe(ServeProcess):
+    """serve.py as ServeProcess starts it, without waiting for it to serve."""
+
+    def __init__(self, *args):
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "serve.py"), "--port", "0", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.output = b""
+        self.url = None
+
+    def served(self):
+        """Wait until it serves; its URL."""
+        self.url = self.wait_for_output(URL_RE).group(1)
+        return self.url
+
+
+def test_an_unreachable_redis_is_said_at_once_the_node_serves_and_picks_it_up_later(tmp_path):
+    redis_server = RedisServer(tmp_path)  # started to own a port, stopped until later
+    redis_server.stop()
+    url = re.escape(redis_server.url)
+    started = time.monotonic()
+    # start() waits up to the node ttl for Redis; the warning must come before that, at once.
+    server = StartingServe("--redis", redis_server.url, "--node", "n1", "--node-ttl", "5")
+    try:
+        server.wait_for_output(re.compile(r"WARNING \S+: backplane %s down: .*Connection refused" % url))
+        said_down = time.monotonic()
+        assert said_down - started < 3.0  # python's start included; the ttl is 5 s
+        status, _, body = fetch(server.served() + "/healthz")
+        assert status == 200
+        assert json.loads(body)["backplane"] == "down"
+        redis_server.start()
+        server.wait_for_output(re.compile(r"WARNING \S+: backplane %s up as node n1" % url), timeout=15)
+        said_up = time.monotonic()
+        assert json.loads(fetch(server.url + "/healthz")[2])["backplane"] == "up"
+        downs = server.output.decode().count(" down: ")
+        # Retried about every second by two greenlets, said once per 10 s.
+        assert 1 <= downs <= 1 + int((said_up - said_down) // 10)
+    finally:
+        try:
+            assert server.stop() == 0
+        finally:
+            redis_server.stop()

@@ -16,13 +16,16 @@ URL_RE = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
 class ServeProcess:
     """``python serve.py`` on a free port; ``url`` once it prints that it serves."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, cwd=ROOT):
+        environment = dict(os.environ, **(env or {}))
+        for name in [name for name, value in environment.items() if value is None]:
+            del environment[name]  # a variable the test wants unset
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "serve.py"), "--port", "0", *args],
-            cwd=ROOT,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, **(env or {})),
+            env=environment,
         )
         self.output = b""
         self.url = self.wait_for_output(URL_RE).group(1)

@@ -7,6 +7,7 @@ import pytest
 from chatwsgi.backplane import LocalBackplane
 from chatwsgi.chat import (
     Chat,
+    clean_limit,
     clean_message_id,
     clean_nickname,
     clean_room_name,
@@ -719,3 +720,23 @@ def test_a_token_that_is_not_the_text_sent_is_refused_before_the_backplane(token
     refused("bad_request", chat.set_nickname, "m2", "alice", token)
     refused("bad_request", chat.set_nickname, "m2", "bob", token)
     assert chat.members["m2"].nickname == ""
+
+
+def test_older_history_comes_newest_last_with_complete_at_the_start():
+    chat = with_member(make_chat(retention=Retention(shown=3, seconds=0, most=6)), "m1", "alice", "lobby")
+    posted(chat, 8)  # 3-8 kept
+    page = chat.older("m1", "lobby", 7, 2)
+    assert ([m.seq for m in page.messages], page.complete) == ([5, 6], False)
+    page = chat.older("m1", "lobby", 5, 10)
+    assert ([m.seq for m in page.messages], page.complete) == ([3, 4], True)
+    assert chat.older("m1", "lobby", 3).messages == ()
+    assert [m.seq for m in chat.older("m1", "lobby", 100).messages] == [3, 4, 5, 6, 7, 8]
+
+
+def test_older_history_checks_its_arguments():
+    chat = with_member(make_chat(), "m1", "alice", "lobby")
+    refused("not_in_room", chat.older, "m1", "elsewhere", 5)
+    refused("bad_sequence", chat.older, "m1", "lobby", -1)
+    for bad in (0, 201, 2.0, True, "5"):
+        refused("bad_request", chat.older, "m1", "lobby", 5, bad)
+    assert clean_limit(None) == 50 and clean_limit(200) == 200

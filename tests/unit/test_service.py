@@ -338,6 +338,16 @@ def test_catch_up_and_roster_and_rooms():
         "members": ["alice", "Bob"],
     }
     refused("not_in_room", service.roster, "b", {"room": "dev"})
+    assert service.history("a", {"room": "dev", "before": 2, "limit": 1}) == {
+        "ok": True,
+        "room": "dev",
+        "messages": [{"room": "dev", "seq": 1, "id": "m1", "author": "alice", "text": "one", "ts": TS}],
+        "complete": True,
+        "epoch": "",
+        "more": False,
+    }
+    refused("not_in_room", service.history, "b", {"room": "dev", "before": 2})
+    refused("bad_sequence", service.history, "a", {"room": "dev"})
     assert service.rooms("b") == {
         "ok": True,
         "rooms": [{"name": "dev", "count": 1}, {"name": "lobby", "count": 2}],
@@ -447,3 +457,13 @@ def test_every_event_is_limited_and_a_flood_is_told_so(kind, call):
                 break
     assert outcomes[-1] == "flood"
     assert outcomes.count("rate_limited") == 2 * burst
+
+
+def test_the_middleware_refuses_history_for_a_backplane_it_did_not_make():
+    from chatwsgi.app import ChatMiddleware
+    from chatwsgi.backplane import LocalBackplane
+
+    with pytest.raises(ValueError):
+        ChatMiddleware(None, history=30, backplane=LocalBackplane())
+    middleware = ChatMiddleware(None, backplane=LocalBackplane(history_size=30))
+    assert middleware.service.backplane.retention.shown == 30

@@ -32,7 +32,7 @@ unit: $(VENV)/.test-deps
 live: $(VENV)/.test-deps
 	$(BIN)/python -m pytest tests/live
 
-browser: $(VENV)/.test-deps system-deps
+browser: $(VENV)/.test-deps system-deps $(NODE_DEPS)
 	$(BIN)/python -m pytest tests/browser
 
 thirdparty: $(VENV)/.test-deps system-deps $(NODE_DEPS)  ## the npm/PyPI 0.9 clients and the 0.9 reference server

@@ -8,7 +8,8 @@ and 120,000 in memory and in Redis),
 --rate, --burst, --transports, --allowed-origins, --log-level, the liveness
 timings --heartbeat-interval, --heartbeat-timeout, --close-timeout, --poll-duration
 (seconds; defaults 25, 60, 60, 20 as the Socket.IO 0.9 reference), and for a cluster
---redis URL, --node NAME, --node-ttl SECONDS, and --metrics-port PORT (Prometheus metrics
+--redis URL (redis://... or redis-cluster://host:port,...), --node NAME, --node-ttl SECONDS,
+--redis-wait-ms MS (acks wait for a replica), and --metrics-port PORT (Prometheus metrics
 on http://127.0.0.1:PORT/metrics; default off). SIGINT/SIGTERM stop accepting, tell
 connected clients and exit within 5 seconds.
 """
@@ -31,9 +32,9 @@ import gevent.pywsgi  # noqa: E402
 
 from chatwsgi import make_app, make_server  # noqa: E402
 from chatwsgi.backplane import LocalBackplane  # noqa: E402
+from chatwsgi.backplane.redis import RedisBackplane  # noqa: E402
 from chatwsgi.liveness import TIMINGS, Liveness  # noqa: E402
 from chatwsgi.metrics import ChatMetrics  # noqa: E402
-from chatwsgi.redis_backplane import RedisBackplane  # noqa: E402
 from chatwsgi.rooms import Retention  # noqa: E402
 from chatwsgi.server import ADVERTISED, unknown_transports  # noqa: E402
 from chatwsgi.sqlite_store import DURABLE_RETENTION, SqliteStore  # noqa: E402
@@ -128,8 +129,8 @@ def parse_args(argv):
     parser.add_argument(
         "--redis",
         default=env("redis", ""),
-        help="the Redis a cluster's nodes share, e.g. redis://127.0.0.1:6379/0 (default: none, the chat "
-        "lives in this process)",
+        help="the Redis a cluster's nodes share, e.g. redis://127.0.0.1:6379/0, or a Redis Cluster, "
+        "redis-cluster://host:port[,host:port...] (default: none, the chat lives in this process)",
     )
     parser.add_argument(
         "--node",
@@ -142,6 +143,14 @@ def parse_args(argv):
         type=float,
         default=float(env("node_ttl", "10")),
         help="seconds a silent node has before the others declare it dead (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--redis-wait-ms",
+        type=int,
+        default=int(env("redis_wait_ms", "-1")),
+        help="acks wait up to this for a Redis replica to hold the message (WAIT 1 <ms>), else the "
+        "sender gets 'unavailable' and retries; 0: no wait (default: 100 on a redis-cluster://, "
+        "0 on one Redis)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -201,7 +210,7 @@ def shut_down(server, app):
     """Stop accepting, tell every client, give queues a moment to flush, then stop."""
     app.stopping = True
     server.close()
-    app.service.shutdown("The server is restarting; reconnecting…")
+    app.service.shutdown("The server is stopping.")
     if app.service.backplane.name == "redis":
         app.service.backplane.stop()
     deadline = gevent.get_hub().loop.now() + 1.0
@@ -230,7 +239,12 @@ def main(argv=None):
     metrics = ChatMetrics()
     if args.redis:
         backplane = RedisBackplane(
-            args.redis, args.node or None, args.node_ttl, retention=args.retention, metrics=metrics
+            args.redis,
+            args.node or None,
+            args.node_ttl,
+            retention=args.retention,
+            metrics=metrics,
+            wait_ms=None if args.redis_wait_ms < 0 else args.redis_wait_ms,
         )
     else:
         backplane = LocalBackplane(retention=args.retention, store=open_store(args))

@@ -189,6 +189,7 @@ def one_run(name, size, options):
         "connect_seconds": connected["connect_seconds"],
         "rss_per_connection_bytes": round((loaded - baseline) / size),
         "server_cpu_us_per_delivery": fanout.get("server_cpu_us_per_delivery"),
+        "single_broadcast_cpu_us_per_delivery": latency.get("single_broadcast_cpu_us_per_delivery"),
         "deliveries_per_second": fanout.get("deliveries_per_second"),
         "fanout_complete": fanout.get("complete"),
         "latency_p50_ms": latency.get("p50_ms"),
@@ -269,7 +270,8 @@ def capacity_run(name, options):
 
 
 FIGURES = [
-    ("server_cpu_us_per_delivery", "CPU µs/delivery"),
+    ("single_broadcast_cpu_us_per_delivery", "one broadcast at a time: CPU µs/delivery"),
+    ("server_cpu_us_per_delivery", "back to back: CPU µs/delivery"),
     ("deliveries_per_second", "deliveries/s"),
     ("latency_p50_ms", "p50 ms"),
     ("latency_p99_ms", "p99 ms"),

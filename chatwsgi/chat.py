@@ -3,7 +3,7 @@
 Pure: plain data in, plain data out, no I/O of its own. A *member* is the key the
 caller uses for one connection (the server uses the session id, unique in a cluster);
 what members share with other nodes (nickname owners, rosters, history) is the
-backplane's (``backplane.py``).
+backplane's (``backplane/``).
 """
 
 import contextlib

@@ -8,7 +8,7 @@ import time
 import gevent
 from socketio.server import SocketIOServer
 
-from chatwsgi import connections, protocol
+from chatwsgi import connections, memory, protocol
 from chatwsgi.compat.handler import TRANSPORTS, ChatHandler
 from chatwsgi.compat.socket import ChatSocket
 from chatwsgi.liveness import SETTINGS as LIVENESS_SETTINGS
@@ -73,6 +73,7 @@ class ChatServer(SocketIOServer):
         self.config.update(session_config)
         self.metrics.watch_sessions(self.sockets)
         self._tender = None
+        self.trim_policy = memory.TrimPolicy()
         self.connections = connections.Connections(
             session_config["max_connections"], session_config["reserved_connections"]
         )
@@ -180,6 +181,8 @@ class ChatServer(SocketIOServer):
             self.metrics.loop_lag(time.monotonic() - asleep - self.liveness.tend_interval)
             try:
                 self.tend(time.monotonic(), turn, slices)
+                if self.trim_policy.should_trim(len(self.sockets)):
+                    memory.collect_and_release()  # a wave of clients left: hand their memory back
             except Exception:
                 log.exception("session tender failed")
             turn = (turn + 1) % slices
@@ -207,9 +210,15 @@ class ChatServer(SocketIOServer):
         return counts
 
 
+LISTEN_BACKLOG = 4096
+
+
 def make_server(application, host="127.0.0.1", port=8080, **settings):
     """A ChatServer for ``application`` bound to host:port (127.0.0.1 unless told)."""
     settings.setdefault("log", None)
+    # The kernel queues this many connections not yet accepted (capped by net.core.somaxconn):
+    # gevent's 128 overflowed in a reconnect storm, and each SYN dropped cost a client 1 s.
+    settings.setdefault("backlog", LISTEN_BACKLOG)
     # pywsgi's complaints go to logging (at ERROR), not straight to stderr.
     settings.setdefault("error_log", logging.getLogger("chatwsgi.http"))
     return ChatServer((host, port), application, **settings)

@@ -31,7 +31,7 @@ if __name__ == "__main__":
     options = parse()
     settings = dict(rate=1e9, burst=10**9)
     if options.redis:
-        from chatwsgi.redis_backplane import RedisBackplane
+        from chatwsgi.backplane.redis import RedisBackplane
 
         backplane = RedisBackplane(options.redis, options.node or None)
         app = make_app(node=backplane.node, backplane=backplane, **settings)

@@ -16,14 +16,10 @@ from geventwebsocket.websocket import Stream
 from socketio.handler import SocketIOHandler
 
 from chatwsgi import protocol
-from chatwsgi.compat.transports import (
-    EventReader,
-    JSONPPollingTransport,
-    PollingTransport,
-    WebsocketTransport,
-)
+from chatwsgi.compat.transports import JSONPPollingTransport, PollingTransport, WebsocketTransport
 from chatwsgi.compat.websocket import CappedWebSocket
 from chatwsgi.connections import CROWDED_REQUEST_TIMEOUT, RETRY_AFTER, canned_response
+from chatwsgi.delivery import EventReader
 from chatwsgi.security import origin_allowed, transport_conflict
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """The three advertised transports, fixed for Python 3 (B4, B5, B6, B7, B9, B15, B18).
 
 Each transport answers one HTTP request of a session (or, for websocket, greets the
-client and leaves the connection to the session's EventReader and FrameWriter) and
+client and leaves the connection to the session's EventReader and FrameWriter, in
+chatwsgi/delivery.py) and
 moves packets between the wire and the session. Responses are built as bytes with
 string headers (B4, B11).
 """
@@ -10,16 +11,12 @@ import logging
 import socket as socketlib
 
 import gevent
-from geventwebsocket import WebSocketError
 from socketio import transports
 
 from chatwsgi import protocol
-from chatwsgi.compat.websocket import TOO_LARGE, TOO_MANY_FRAMES, FrameWriter
+from chatwsgi.delivery import FrameWriter
 
 log = logging.getLogger(__name__)
-
-# Frames a websocket session's reader handles before letting everyone else run.
-FRAMES_PER_TURN = 32
 
 
 class PollingTransport(transports.XHRPollingTransport):
@@ -183,94 +180,3 @@ class WebsocketTransport(transports.WebsocketTransport):
         websocket.send(protocol.CONNECT)
         limit = self.config["max_backlog_bytes"]
         socket.attach_writer(FrameWriter(self.handler.socket, limit, socket.drop_slow_consumer))
-
-
-class EventReader:
-    """Reads a websocket session's packets only while its socket has data (B9 kept).
-
-    Idle, a session costs this object and one libev io watcher: no greenlet and no
-    saved stack. When the socket becomes readable, one short-lived greenlet reads every
-    complete message there is, dispatches each (packets of a session stay in order),
-    and re-arms the watcher. End of stream or an error ends the session at once.
-    """
-
-    __slots__ = ("session", "websocket", "rfile", "watcher", "pause")
-
-    def __init__(self, session, websocket, rfile, fileno):
-        self.session, self.websocket, self.rfile = session, websocket, rfile
-        self.watcher = gevent.get_hub().loop.io(fileno, 1)  # 1: readable
-        self.pause = None  # a zero timer, made when a turn's budget runs out
-        if self._buffered():  # frames that came with the upgrade request are read already
-            gevent.spawn(self._drain)
-        else:
-            self.watcher.start(self._readable)
-
-    def _readable(self):
-        self.watcher.stop()
-        gevent.spawn(self._drain)
-
-    def _drain(self):
-        session, websocket = self.session, self.websocket
-        budget = FRAMES_PER_TURN
-        try:
-            while True:
-                message = websocket.receive()
-                if message is None:
-                    break
-                if message is TOO_MANY_FRAMES:
-                    session.end_flood("Far too many websocket frames for one message: disconnected.")
-                elif message is TOO_LARGE:
-                    if session.admit_packet():
-                        session.refuse_too_large()
-                else:
-                    session.receive_all([message])
-                budget -= websocket.frames  # pings and fragments cost their share of the turn
-                if session.connection is None:
-                    break  # the session was ended meanwhile
-                if session.closing:
-                    return  # its end is scheduled, after what it was told goes out
-                if not self._buffered():
-                    self.watcher.start(self._readable)
-                    return
-                if budget <= 0:
-                    self._resume_next_turn()
-                    return
-        except (WebSocketError, OSError, ValueError) as error:
-            log.debug("websocket read ended for %s: %s", session.sessid, error)
-        self.end()
-
-    def _resume_next_turn(self):
-        # Fairness: a connection that always has data (a flood) yields after its budget. A
-        # zero timer fires after the loop's next poll, so every other ready socket, timer
-        # and greenlet runs first; the flood costs its own latency, not everyone's.
-        if self.pause is None:
-            self.pause = gevent.get_hub().loop.timer(0.0)
-        self.pause.start(self._readable)
-
-    def _buffered(self):
-        """Whether a byte waits in the read buffer or the kernel (a peek that never blocks)."""
-        connection = self.session.connection
-        if connection is None:
-            return False
-        connection.settimeout(0.0)
-        try:
-            return bool(self.rfile.peek(1))
-        except (OSError, ValueError):
-            return True  # let receive() meet the error and end the session
-        finally:
-            connection.settimeout(None)
-
-    def end(self):
-        """The connection ended: end the session (which closes this reader)."""
-        self.close()
-        if self.session.connection is not None:  # not killed yet
-            self.session.kill(detach=True)
-
-    def close(self):
-        """Stop watching and release the connection (this reader holds its last reference)."""
-        self.watcher.stop()
-        if self.pause is not None:
-            self.pause.stop()
-        rfile, self.rfile = self.rfile, None
-        if rfile is not None:
-            rfile.close()

@@ -1,14 +1,10 @@
-"""B16: a gevent-websocket WebSocket that caps message size and unmasks in C; and the
-direct frame writer a websocket session sends through."""
+"""B16, B24: a gevent-websocket WebSocket that caps message size and frames per message and
+unmasks in C. (Our own fast path, the reader and writer of a session, is in delivery.py.)"""
 
 import contextlib
 import logging
-import os
 import struct
-from collections import deque
 
-import gevent
-from gevent.socket import wait_write
 from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
@@ -152,125 +148,3 @@ class CappedWebSocket(WebSocket):
             if not chunk:
                 raise ProtocolError("unexpected end of stream in a frame")
             length -= len(chunk)
-
-
-def text_frame(text):
-    """One unmasked, final websocket text frame carrying ``text`` (a server's frame)."""
-    payload = text.encode("utf-8")
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
-
-
-class FrameWriter:
-    """Writes a websocket session's frames straight to its socket: no queue, no greenlet.
-
-    - A broadcast hands the same packet text to every member, so its frame is built once
-      (the last text and frame are remembered).
-    - Frames are corked until the running greenlet yields: one write per client then
-      carries every frame the server produced meanwhile (under load, many broadcasts
-      in one system call; alone, one frame without delay).
-    - What the kernel does not take at once waits in a backlog that one short-lived
-      greenlet flushes. A client whose backlog passes ``limit`` bytes cannot keep up and
-      is dropped (``on_slow``): it never grows memory without bound or stalls others.
-    """
-
-    __slots__ = ("connection", "limit", "on_slow", "corked", "backlog", "pending", "flusher")
-    _last = (None, b"")  # (text, frame) of the latest broadcast, shared by every writer
-    _to_uncork = []  # writers with corked frames, written when the loop next runs callbacks
-
-    def __init__(self, connection, limit, on_slow):
-        self.connection = connection  # non-blocking underneath: gevent sockets are
-        self.limit, self.on_slow = limit, on_slow
-        self.corked = []
-        self.backlog = None  # a deque once the kernel refuses part of a write
-        self.pending = 0  # bytes in the backlog
-        self.flusher = None
-
-    def close(self):
-        """Write nothing more (the session ended; its file descriptor may be reused)."""
-        self.connection = None
-        self.corked, self.backlog, self.pending = [], None, 0
-
-    def has_unsent(self):
-        """Whether frames still wait to be written."""
-        return bool(self.corked or self.backlog)
-
-    def fileno(self):
-        """The socket's descriptor now; -1 once closed, never a number since reused."""
-        return -1 if self.connection is None else self.connection.fileno()
-
-    def send(self, text):
-        """Queue one packet's frame for the write at the end of this loop turn."""
-        if self.connection is None:
-            return
-        last_text, frame = FrameWriter._last
-        if text is not last_text:
-            frame = text_frame(text)
-            FrameWriter._last = (text, frame)
-        self.send_frame(frame)
-
-    def send_frame(self, frame):
-        """Queue one whole frame (a packet's, or a pong) for the write at the end of this turn."""
-        if self.connection is None:
-            return
-        if not self.corked:
-            if not FrameWriter._to_uncork:
-                gevent.get_hub().loop.run_callback(FrameWriter._uncork_all)
-            FrameWriter._to_uncork.append(self)
-        self.corked.append(frame)
-
-    @staticmethod
-    def _uncork_all():
-        writers, FrameWriter._to_uncork = FrameWriter._to_uncork, []
-        for writer in writers:
-            writer._write_corked()
-
-    def _write_corked(self):
-        frames, self.corked = self.corked, []
-        if not frames:
-            return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        if not self.backlog:
-            try:
-                written = os.write(self.fileno(), data)
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                return  # the connection is gone; its reader ends the session
-            if written == len(data):
-                return
-            data = data[written:]
-        if self.backlog is None:
-            self.backlog = deque()
-        self.backlog.append(data)
-        self.pending += len(data)
-        if self.pending > self.limit:
-            self.backlog = None
-            self.on_slow()
-        elif self.flusher is None:
-            self.flusher = gevent.spawn(self._flush)
-
-    def _flush(self):
-        backlog = self.backlog
-        try:
-            while backlog:
-                wait_write(self.fileno())
-                if self.backlog is not backlog:
-                    return  # dropped or closed while waiting: that backlog is gone
-                data = backlog[0]
-                written = os.write(self.fileno(), data)
-                self.pending -= written
-                if written == len(data):
-                    backlog.popleft()
-                else:
-                    backlog[0] = data[written:]
-        except (OSError, ValueError):  # closed: no descriptor to wait on or write to
-            self.backlog = None
-        finally:
-            self.flusher = None

@@ -75,7 +75,7 @@ def main(argv=None):
         gevent.signal_handler(signum, stopping.set)
     stopping.wait()
     app.stopping = True
-    app.service.shutdown("The site is restarting; reconnecting…")
+    app.service.shutdown("The site is stopping.")
     server.stop(timeout=2)
     return 0
 

@@ -5,6 +5,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser.conftest import screenshot
+from tests.support.processes import ROOT
+
 TRANSPORTS = ["websocket", "xhr-polling", "jsonp-polling"]
 
 
@@ -35,6 +38,16 @@ def open_chat(browser, url, nickname, transport="websocket", room=None, **window
     return driver
 
 
+def set_viewport(driver, width, height):
+    """Make the page's viewport exactly ``width`` x ``height`` CSS pixels.
+
+    A headless Chromium window is at least 500 pixels wide and its height includes the browser's
+    frame, so ``--window-size`` alone cannot show a 360 x 640 phone screen.
+    """
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
 def transport_in_use(driver):
     return driver.find_element(By.ID, "transport").get_attribute("data-transport")
 
@@ -54,7 +67,8 @@ def message_texts(driver):
 
 
 def announcements(driver):
-    return [text.strip() for text in texts_of(driver, "#messages li.announce")]
+    """Join, leave and rename lines shown, without their times."""
+    return [text.strip() for text in texts_of(driver, "#messages li.announce .text")]
 
 
 def roster(driver):
@@ -78,3 +92,52 @@ def own_states(driver):
         ".map(function (e) { return ['pending','acked','failed'].filter("
         "function (c) { return e.classList.contains(c); }).join(' '); })"
     )
+
+
+# axe-core from the npm registry (tests/thirdparty/package.json), never committed.
+AXE_SCRIPT = ROOT / "tests" / "thirdparty" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_RUN = """
+var impacts = arguments[0], done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ['violations']}).then(function (results) {
+  done(results.violations.filter(function (v) { return impacts.indexOf(v.impact) >= 0; })
+    .map(function (v) {
+      return {id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(function (n) {
+        return n.target.join(' ') + ': ' + n.failureSummary;
+      })};
+    }));
+}, function (error) { done({error: String(error)}); });
+"""
+
+ANIMATIONS_DONE = """
+return document.getAnimations().every(function (a) {
+  return a.playState !== 'running' || a.effect.getTiming().iterations === Infinity;
+});
+"""
+
+
+def settle(driver):
+    """Wait until the page's animations (a notice fading in, say) have finished."""
+    wait(driver, lambda d: d.execute_script(ANIMATIONS_DONE))
+
+
+def settled_screenshot(driver, name):
+    """A screenshot (tests/artifacts/) once the page's animations are over."""
+    settle(driver)
+    return screenshot(driver, name)
+
+
+def axe_violations(driver, impacts=("serious", "critical")):
+    """axe-core's violations of the page as it is now, those of ``impacts`` only."""
+    if not AXE_SCRIPT.is_file():
+        raise AssertionError(
+            "axe-core is not installed (no %s): `make test` installs it from tests/thirdparty/package.json"
+            % AXE_SCRIPT
+        )
+    if not driver.execute_script("return !!window.axe"):
+        # WebDriver's scripts are not subject to the page's CSP, which allows no injected <script>.
+        driver.execute_script(AXE_SCRIPT.read_text(encoding="utf-8"))
+    settle(driver)  # colours are measured as drawn, not halfway through a fade-in
+    driver.set_script_timeout(60)
+    found = driver.execute_async_script(AXE_RUN, list(impacts))
+    assert not isinstance(found, dict), "axe.run failed: %s" % found.get("error")
+    return found

@@ -168,3 +168,19 @@ def test_a_page_held_back_by_the_query_limit_goes_on_fetching(app, page, monkeyp
     in_thread(page.execute_script, "window.chat.socket.socket.transport.close()")
     wait_for_timeline(page, shown(*range(1, 602)))
     assert refused == [501]
+
+
+def test_a_room_not_shown_catches_up_too(app, address, browser):
+    page = in_thread(open_chat, browser, "http://%s:%d" % address, "reader", "websocket", "side")
+    show_lobby = "document.querySelector('#rooms li[data-room=lobby] .room-button').click()"
+    in_thread(page.execute_script, show_lobby)
+    in_thread(wait, page, lambda d: d.execute_script("return window.chat.state.room") == "lobby")
+    chat, side = app.service.chat, app.service.chat.backplane.rooms["side"]
+    stored = [side.post("writer", "m%d" % seq, "text", chat.clock())[0] for seq in (1, 2, 3, 4)]
+    app.service.deliver_message(stored[0])
+    app.service.deliver_message(stored[3])  # 2 and 3 were lost on their way: fetched, though not shown
+    last_seq = "return window.chat.state.lastSeq.side"
+    in_thread(wait, page, lambda d: d.execute_script(last_seq) == 4)
+    assert in_thread(texts_of, page, "#rooms li[data-room=side] .unread") == ["4"]
+    in_thread(page.execute_script, show_lobby.replace("lobby", "side"))
+    wait_for_timeline(page, shown(1, 2, 3, 4))

@@ -46,6 +46,12 @@ socket.emit = function (name, payload, ack) {
   });
 };
 """
+FIRST_ON_SCREEN = """
+var list = document.getElementById('messages'), top = list.getBoundingClientRect().top;
+return Number(Array.from(list.querySelectorAll('li.message')).filter(function (li) {
+  return li.getBoundingClientRect().bottom > top;
+})[0].dataset.seq);
+"""
 HAND_OVER = """
 delete window.chat.socket.emit;
 window.heldAnswers.forEach(function (answer) { answer(); });
@@ -76,11 +82,11 @@ def wait_for_timeline(page, expected, timeout=15):
         assert in_thread(timeline, page) == expected
 
 
-def store(app, *seqs):
-    """Store messages ``m<seq>`` in the lobby without delivering them; the last one."""
+def store(app, *seqs, room="lobby"):
+    """Store messages ``m<seq>`` in ``room`` without delivering them; the last one."""
     chat = app.service.chat
     for seq in seqs:
-        message, created = chat.backplane.rooms["lobby"].post("writer", "m%d" % seq, "text", chat.clock())
+        message, created = chat.backplane.rooms[room].post("writer", "m%d" % seq, "text", chat.clock())
         assert created and message.seq == seq
     return message
 
@@ -98,6 +104,16 @@ def switch_room(page, room):
         wait(driver, lambda d: d.find_element(By.ID, "room-name").text == room)
 
     in_thread(switch, page)
+
+
+def leave_room(page, room):
+    """Leave ``room`` with its button in the rooms list: the lobby is shown."""
+
+    def leave(driver):
+        driver.find_element(By.CSS_SELECTOR, "#rooms li[data-room='%s'] .leave-button" % room).click()
+        wait(driver, lambda d: d.find_element(By.ID, "room-name").text == "lobby")
+
+    in_thread(leave, page)
 
 
 @pytest.fixture
@@ -177,7 +193,28 @@ def test_a_rate_limited_request_is_made_again_a_second_later(app, address, brows
     assert asked[1][1] - asked[0][1] >= 0.9
 
 
-def test_an_answer_for_a_view_left_meanwhile_is_ignored(app, address, browser, requests):
+def test_an_answer_for_a_room_left_meanwhile_is_ignored(app, address, browser, requests):
+    page = in_thread(open_chat, browser, "http://%s:%d" % address, "reader", "websocket", "reading")
+    store(app, *range(1, 131), room="reading")
+    leave_room(page, "reading")
+    switch_room(page, "reading")  # joined again: its last 15
+    wait_for_timeline(page, shown(*range(116, 131)))
+    in_thread(page.execute_script, HOLD_ANSWERS)
+    in_thread(page.execute_script, TO_TOP)
+    in_thread(wait, page, lambda d: d.execute_script("return window.heldAnswers.length") == 1)
+
+    leave_room(page, "reading")
+    switch_room(page, "reading")  # joined anew, in a new view
+    wait_for_timeline(page, shown(*range(116, 131)))
+    assert in_thread(page.execute_script, HAND_OVER) == 1
+    assert in_thread(timeline, page) == shown(*range(116, 131))  # the left view's answer: dropped
+
+    in_thread(page.execute_script, TO_TOP)  # the new view loads on its own
+    wait_for_timeline(page, shown(*range(66, 131)))
+    assert requests == [116, 116]
+
+
+def test_a_room_shown_again_keeps_what_it_loaded_meanwhile(app, address, browser, requests):
     store(app, *range(1, 131))
     page = open_lobby(browser, address)
     wait_for_timeline(page, shown(*range(116, 131)))
@@ -185,12 +222,9 @@ def test_an_answer_for_a_view_left_meanwhile_is_ignored(app, address, browser, r
     in_thread(page.execute_script, TO_TOP)
     in_thread(wait, page, lambda d: d.execute_script("return window.heldAnswers.length") == 1)
 
-    switch_room(page, "elsewhere")
-    switch_room(page, "lobby")  # the lobby again, in a new view
-    wait_for_timeline(page, shown(*range(116, 131)))
-    assert in_thread(page.execute_script, HAND_OVER) == 1
-    assert in_thread(timeline, page) == shown(*range(116, 131))  # the old view's answer: dropped
-
-    in_thread(page.execute_script, TO_TOP)  # the new view loads on its own
+    switch_room(page, "elsewhere")  # only the view changes: the lobby is still joined
+    assert in_thread(page.execute_script, HAND_OVER) == 1  # the answer comes while it is not shown
+    switch_room(page, "lobby")
     wait_for_timeline(page, shown(*range(66, 131)))
-    assert requests == [116, 116]
+    assert in_thread(page.execute_script, FIRST_ON_SCREEN) > 100  # still by 116, where it was read: not at 66
+    assert requests == [116]

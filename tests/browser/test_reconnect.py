@@ -3,7 +3,16 @@
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.browser.pages import message_texts, open_chat, own_states, roster, send, status_is, wait
+from tests.browser.pages import (
+    announcements,
+    message_texts,
+    open_chat,
+    own_states,
+    roster,
+    send,
+    status_is,
+    wait,
+)
 from tests.support.processes import ServeProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -31,6 +40,10 @@ def test_pages_survive_a_server_restart(browser):
             wait(page, lambda d: sorted(roster(d)) == ["alice", "bob"], timeout=20)
         wait(alice, lambda d: own_states(d) == ["acked", "acked"], timeout=20)
         wait(bob, lambda d: message_texts(d)[-1:] == ["typed while the server was down"], timeout=20)
+        # Everyone came back: no "left" or "joined" lines for that, and never one's own.
+        for page in (alice, bob):
+            wait(page, lambda d: d.execute_script("return window.chat.heldLeaves()") == 0)
+        assert (announcements(alice), announcements(bob)) == (["bob joined"], [])
         assert bob.execute_script("return location.search") == "?transport=xhr-polling&room=restart"
     finally:
         server.stop()

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatwsgi.backplane.redis import RedisBackplane
 from chatwsgi.chat import Chat
-from chatwsgi.redis_backplane import RedisBackplane
 from chatwsgi.service import ChatService
 from tests.support.cluster import RedisServer
 from tests.support.sessions import raw_packets, run_sessions
@@ -73,8 +73,8 @@ def test_every_session_on_redis_ends_leaving_nothing_behind(redis_server, record
             assert service.chat.members == {} and service.hub._rooms == {}
             left = sorted(backplane.redis.scan_iter(prefix + "*"))
             # What outlives the sessions is the rooms' history and the node's generation.
-            lasting = (":seq", ":log", ":epoch", "generation", "rooms")
-            assert [key for key in left if not key.endswith(lasting) and ":id:" not in key] == []
+            lasting = (":seq", ":log", ":epoch", ":ids", "generation", "rooms")
+            assert [key for key in left if not key.endswith(lasting)] == []
             assert all(not backplane.redis.hlen(key) for key in left if key.endswith(":members"))
             assert backplane.redis.smembers(prefix + "rooms") <= {"lobby"}
         finally:

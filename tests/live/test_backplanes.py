@@ -8,13 +8,14 @@ so its fan-out is not observed here; each Redis test gets a fresh key prefix.
 import uuid
 
 import pytest
+from redis.crc import key_slot
 
 from chatwsgi.backplane import LocalBackplane
+from chatwsgi.backplane.redis import RedisBackplane
 from chatwsgi.errors import ChatError
-from chatwsgi.redis_backplane import RedisBackplane
-from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Retention, Room
+from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Message, Retention, Room
 from chatwsgi.sqlite_store import SqliteStore
-from tests.support.cluster import RedisServer
+from tests.support.cluster import RedisClusterServers, RedisServer
 
 pytestmark = pytest.mark.live
 
@@ -55,12 +56,19 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory):
+    servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    yield servers
+    servers.stop()
+
+
 @pytest.fixture
-def make_backplane(redis_server, tmp_path):
+def make_backplane(request, redis_server, tmp_path):
     """make(kind, prefix=None): a backplane with a recording listener, closed after the test."""
     made = []
 
-    def make(kind, prefix=None, retention=None):
+    def make(kind, prefix=None, retention=None, **options):
         new_epoch = lambda: uuid.uuid4().hex[:8]  # noqa: E731
         if kind == "local":
             backplane = LocalBackplane(max_rooms=4, new_epoch=new_epoch, retention=retention or RETENTION)
@@ -70,8 +78,18 @@ def make_backplane(redis_server, tmp_path):
             backplane = LocalBackplane(max_rooms=4, store=store)
         else:
             prefix = prefix or "test-%s:" % uuid.uuid4().hex
+            servers = redis_server
+            if kind == "redis-cluster":
+                servers = request.getfixturevalue("redis_cluster")
+                # Acks wait for a replica (WAIT 1 <ms>), with room for a loaded test machine.
+                options.setdefault("wait_ms", 1000)
             backplane = RedisBackplane(
-                redis_server.url, "t1", max_rooms=4, prefix=prefix, retention=retention or RETENTION
+                servers.url,
+                "t1",
+                max_rooms=4,
+                prefix=prefix,
+                retention=retention or RETENTION,
+                **options,
             )
         backplane.listener = Recorder()
         made.append(backplane)
@@ -85,7 +103,7 @@ def make_backplane(redis_server, tmp_path):
             backplane.store.close()
 
 
-@pytest.fixture(params=["local", "sqlite", "redis"])
+@pytest.fixture(params=["local", "sqlite", "redis", "redis-cluster"])
 def backplane(request, make_backplane):
     return make_backplane(request.param)
 
@@ -372,7 +390,7 @@ def test_history_of_another_epoch_is_incomplete(backplane):
     assert ([m.seq for m in result.messages], result.complete) == ([1, 2], False)
 
 
-@pytest.fixture(params=["local", "sqlite", "redis"])
+@pytest.fixture(params=["local", "sqlite", "redis", "redis-cluster"])
 def kind(request):
     return request.param
 
@@ -397,6 +415,29 @@ def test_redis_messages_outlive_the_backplane_object(make_backplane):
     after = make_backplane("redis", prefix=first.prefix).history("den")
     assert after == before
     assert after.messages == tuple(posted[1:])
+
+
+def test_redis_remembers_the_ids_of_a_bounded_window(make_backplane):
+    backplane = make_backplane("redis", remembered_ids=6)  # 6 ids for 4 messages retained
+    backplane.enter("den", "A", "alice")
+    post_many(backplane, "den", 20)
+    assert backplane.redis.zcard(backplane._room_key("den", "ids")) == 6
+    assert [backplane.post("den", "alice", "m%d" % n, "again", 1.0) for n in (15, 20)] == [
+        (Message("den", n, "m%d" % n, "alice", "again", 1.0), False) for n in (15, 20)
+    ]
+    assert backplane.post("den", "alice", "m14", "past the window", 1.0)[0].seq == 21
+
+
+def test_redis_keeps_each_room_in_one_hash_slot(make_backplane):
+    backplane = make_backplane("redis")
+    backplane.claim("alice", "A", None, token("t1"))
+    backplane.enter("d{e}n", "A", "alice")
+    post_many(backplane, "d{e}n", 2)
+    backplane.history("d{e}n", 0)
+    room_keys = [key for key in backplane.redis.scan_iter(backplane.prefix + "*") if "room:" in key]
+    parts = ["epoch", "ids", "log", "members", "seq"]
+    assert sorted(room_keys) == ["%s{room:d{e}n}:%s" % (backplane.prefix, part) for part in parts]
+    assert len({key_slot(key.encode()) for key in room_keys}) == 1
 
 
 def test_the_default_retention_keeps_two_minutes_for_catch_up(make_backplane, kind):

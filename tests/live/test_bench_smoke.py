@@ -27,5 +27,6 @@ def test_bench_smoke(tmp_path):
         # keep it busy, so the smoke run checks it is reported, not what it says.
         assert isinstance(row["valid"], bool) and row["clients"] == 40
         assert row["server_cpu_us_per_delivery"] > 0 and row["deliveries_per_second"] > 0
+        assert row["single_broadcast_cpu_us_per_delivery"] > 0
         assert row["latency_p99_ms"] > 0 and row["rss_per_connection_bytes"] > 0
     assert "| 40 | naive |" in next(tmp_path.glob("*.md")).read_text()

@@ -5,7 +5,7 @@ import time
 import gevent
 import pytest
 
-from chatwsgi.redis_backplane import RedisBackplane
+from chatwsgi.backplane.redis import RedisBackplane
 from tests.support.chatting import TRANSPORTS, announced, chatter, wait_until
 from tests.support.cluster import TTL
 from tests.support.sioclient import SocketIOClient

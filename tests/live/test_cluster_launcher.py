@@ -31,6 +31,23 @@ def three_free_ports():
     raise RuntimeError("no three free ports in a row")
 
 
+def held_port(busy):
+    """(a listening socket on the ``busy`` part's port, every part's port). The ports were
+    free when chosen; another process may take one before the bind, so choose again then."""
+    for _ in range(10):
+        port = three_free_ports()
+        ports = {"haproxy": port, "n1": port + 1, "n2": port + 2, "redis": redis_port_beside(port)}
+        holder = socket.socket()
+        try:
+            holder.bind(("127.0.0.1", ports[busy]))
+        except OSError:
+            holder.close()
+            continue
+        holder.listen()
+        return holder, ports
+    raise RuntimeError("no port to hold")
+
+
 def redis_port_beside(port):
     """A free port for Redis that is none of the three from ``port``."""
     while True:
@@ -228,12 +245,9 @@ def test_sigterm_and_sighup_stop_every_part_and_free_every_port(tmp_path, launch
 
 @pytest.mark.parametrize("busy", ["redis", "n1", "n2", "haproxy"])
 def test_a_busy_port_is_refused_naming_it_before_anything_starts(tmp_path, launchers, busy):
-    port = three_free_ports()
-    ports = {"haproxy": port, "n1": port + 1, "n2": port + 2, "redis": redis_port_beside(port)}
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", ports[busy]))
-        holder.listen()
-        launcher = Launcher(tmp_path / "data", port, ports["redis"])
+    holder, ports = held_port(busy)
+    with holder:
+        launcher = Launcher(tmp_path / "data", ports["haproxy"], ports["redis"])
         launchers.append(launcher)
         assert launcher.finish() == 1
     text = launcher.text()

@@ -6,7 +6,7 @@ import gevent
 import pytest
 from gevent import socket as gsocket
 
-from chatwsgi.compat.websocket import FrameWriter, text_frame
+from chatwsgi.delivery import FrameWriter, text_frame
 
 pytestmark = pytest.mark.live
 

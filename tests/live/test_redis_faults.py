@@ -94,7 +94,7 @@ def test_a_killed_subscriber_connection_costs_nothing(cluster):
         for _ in range(20):
             assert cluster.redis.command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
             gevent.sleep(0.25)  # the spacing of the kills; each is waited on below
-            wait_until(lambda: cluster.redis.subscribers("chatwsgi:fanout") == 2)
+            wait_until(lambda: cluster.redis.subscribers("chatwsgi:{room:lobby}:fanout") == 2)
 
     counts = chat_through(cluster, kill_subscribers)
     # Messages were published while a node was not subscribed, and it fetched them itself.
@@ -194,7 +194,7 @@ def test_a_poisoned_token_is_refused_and_costs_redis_nothing(cluster):
 def test_an_error_redis_answers_fails_one_request_not_the_node(cluster):
     alice, bob = User(cluster, "alice"), User(cluster, "bob")
     assert {alice.node, bob.node} == {"n1", "n2"}
-    cluster.redis.command("SET", "chatwsgi:room:broken:log", "not a stream")
+    cluster.redis.command("SET", "chatwsgi:{room:broken}:log", "not a stream")
     for user in (alice, bob):
         assert user.client.call("join", {"room": "broken"})["code"] == "server_error"
     assert backplanes(cluster) == {"up"}

@@ -24,6 +24,7 @@ REDIS_CONFIG = ROOT / "deploy" / "redis.conf"
 # Debian puts them in /usr/sbin and /usr/bin; a non-root PATH may lack /usr/sbin.
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
 def free_port():
@@ -86,6 +87,106 @@ class RedisServer:
         """One command over a fresh connection; its reply."""
         with redis.Redis(port=self.port, socket_timeout=5, decode_responses=True) as connection:
             return connection.execute_command(*args)
+
+
+class RedisClusterServers:
+    """A Redis Cluster on 127.0.0.1: 3 masters and 3 replicas by default (redis-server with
+    deploy/redis.conf, cluster mode, each in its own dir under ``directory``), made with
+    ``redis-cli --cluster create``. ``node_timeout`` (ms) is how long a master may be
+    silent before its replica takes over."""
+
+    def __init__(self, directory, node_timeout=1000, masters=3, replicas=1):
+        self.directory = Path(directory)
+        self.node_timeout = node_timeout
+        self.masters = masters
+        self.ports = [free_port() for _ in range(masters * (1 + replicas))]
+        self.processes = {}
+        for port in self.ports:
+            self.start(port)
+        addresses = ["127.0.0.1:%d" % port for port in self.ports]
+        if masters == 1 and not replicas:  # redis-cli makes 3 masters at least: every slot by hand
+            self.command(self.ports[0], "CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        else:
+            subprocess.run(
+                [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas)]
+                + ["--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+        chatting.wait_until(lambda: self.healthy(len(self.ports)), timeout=30)
+        self.url = "redis-cluster://" + ",".join(addresses)
+
+    def start(self, port):
+        """Start the server of ``port`` (again, on its data) and wait for PING."""
+        directory = self.directory / str(port)
+        directory.mkdir(exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            [
+                REDIS_SERVER, str(REDIS_CONFIG), "--port", str(port), "--dir", str(directory),
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout), "--cluster-port", str(free_port()),
+                "--repl-diskless-sync-delay", "0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        chatting.wait_until(lambda: answers(port, b"PING\r\n", b"+PONG"), timeout=15)
+
+    def healthy(self, servers=6):
+        """Every live server says cluster_state:ok; all masters, and ``servers`` connected in
+        all, each replica in sync with its master."""
+        for port, process in self.processes.items():
+            if process.poll() is not None:
+                continue
+            if "cluster_state:ok" not in self.command(port, "CLUSTER", "INFO"):
+                return False
+        roles = self.roles()
+        if sorted(roles.values()).count("master") != self.masters or len(roles) != servers:
+            return False
+        # Every replica in sync with its master (else a WAIT for a replica waits in vain).
+        replicas = [port for port, role in roles.items() if role == "slave"]
+        return all(
+            self.command(port, "INFO", "replication")["master_link_status"] == "up" for port in replicas
+        )
+
+    def roles(self):
+        """{port: 'master' or 'slave'} of the connected servers, as one live server sees them."""
+        port = next(port for port, process in self.processes.items() if process.poll() is None)
+        roles = {}
+        for line in self.command(port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            flags = fields[2].split(",")
+            if "fail" not in flags and "fail?" not in flags and fields[7] == "connected":
+                roles[int(fields[1].split(":")[1].split("@")[0])] = "master" if "master" in flags else "slave"
+        return roles
+
+    def master_of(self, key):
+        """The port of the master serving ``key``'s slot."""
+        port = next(port for port, process in self.processes.items() if process.poll() is None)
+        slot = self.command(port, "CLUSTER", "KEYSLOT", key)
+        for start, end, master, *_ in self.command(port, "CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise AssertionError("no master serves slot %d" % slot)
+
+    def kill(self, port):
+        """SIGKILL the server of ``port``."""
+        self.processes[port].kill()
+        self.processes[port].wait(10)
+
+    def command(self, port, *args):
+        """One command to the server of ``port`` over a fresh connection; its reply."""
+        with redis.Redis(port=port, socket_timeout=5, decode_responses=True) as connection:
+            return connection.execute_command(*args)
+
+    def stop(self):
+        """SIGTERM every server and wait."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            process.wait(10)
 
 
 class HAProxy:
@@ -164,13 +265,14 @@ NODE_FLAGS = ()  # the defaults: 15 messages shown on a join, 2 minutes kept for
 
 
 class Cluster:
-    """redis-server, nodes n1 and n2, and HAProxy (deploy/haproxy.cfg) in front of them."""
+    """redis-server (or a Redis Cluster, ``redis_cluster``), nodes n1 and n2, and HAProxy
+    (deploy/haproxy.cfg) in front of them."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, redis_cluster=False, extra=()):
         self.clients, self.nodes, self.lb = [], [], None
-        self.redis = RedisServer(directory)
+        self.redis = RedisClusterServers(directory) if redis_cluster else RedisServer(directory)
         try:
-            self.nodes = [Node(name, self.redis.url, TTL, extra=NODE_FLAGS) for name in ("n1", "n2")]
+            self.nodes = [Node(name, self.redis.url, TTL, extra=NODE_FLAGS + extra) for name in ("n1", "n2")]
             self.lb = HAProxy([node.address for node in self.nodes])
         except Exception:
             self.stop()

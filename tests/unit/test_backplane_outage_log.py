@@ -4,7 +4,7 @@ import logging
 
 import redis
 
-from chatwsgi.redis_backplane import DOWN_LOG_SECONDS, RedisBackplane
+from chatwsgi.backplane.redis import DOWN_LOG_SECONDS, RedisBackplane
 
 
 def test_an_outage_is_said_at_once_then_every_ten_seconds_not_per_retry(caplog):

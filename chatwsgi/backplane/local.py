@@ -1,12 +1,7 @@
-"""The backplane: chat state every node shares, and fan-out to every node's members.
+"""The single-process backplane: nicknames, rosters and history kept in memory (or a file).
 
-``LocalBackplane`` is the single-process one, pure and in memory: what a Redis
-backplane (``redis_backplane.RedisBackplane``) keeps in Redis, with the same methods.
-
-Owners are connection ids (session ids), unique across a cluster. The backplane tells
-its *listener* (the ChatService) what to deliver: ``deliver_message(message)`` for a
-stored message and ``deliver(room, frame, exclude)`` for any other frame; it asks
-``receives(room)`` whether anyone on this node is in a room.
+Pure: no I/O but the optional ``sqlite_store.SqliteStore``. What ``redis.RedisBackplane``
+keeps in Redis, with the same methods and return shapes (the interface is in ``__init__``).
 """
 
 import secrets

@@ -1,29 +1,36 @@
 """The Redis backplane: nicknames, rosters, history and fan-out shared by every node.
 
-The I/O twin of ``backplane.LocalBackplane``, with the same methods and return shapes.
-Each change to shared state is one Lua script, so it is atomic across nodes; posting a
-message takes its sequence number, stores it in the room's stream (``room:<name>:log``,
-entry id ``<seq>-0``, kept as ``rooms.Retention`` says) and publishes it in one script.
+The I/O twin of ``local.LocalBackplane``, with the same methods and return shapes, on one
+Redis (``redis://``) or a Redis Cluster (``redis-cluster://``). Shared state changes in Lua
+scripts (``scripts/*.lua``), each declaring its keys and touching one slot: a room's keys
+share a hash tag (``chatwsgi:{room:<name>}:log``), so posting a message (its sequence
+number, the room's stream with entry id ``<seq>-0`` kept as ``rooms.Retention`` says, a
+bounded window of (author, id) for de-duplication, and the publish) is one script on the
+room's shard. What spans keys of several slots (a claim, a join, a departure) is done in
+steps that are safe to repeat; each method says in which order and why.
 
-Pub/sub drops what a node misses while its subscription is down, so a node never trusts
-it to be complete: a ``sequencing.Sequencer`` delivers each room's messages in order,
-fetching from the stream any it did not receive, and every (re)subscription starts by
-fetching what the node's rooms missed meanwhile.
+Fan-out has a channel per room (a shard channel on a cluster). A node subscribes to a room
+while it has members there (``links.Links``); pub/sub drops what a node misses while its
+subscription is down, so a node never trusts it to be complete: a ``sequencing.Sequencer``
+delivers each room's messages in order, fetching from the stream any it did not receive,
+and every (re)subscription starts by fetching what the node's rooms missed meanwhile.
 
 Redis restarted without its data loses every nickname: the ``generation`` key tells.
 The first node to notice makes a new one and, if it knew the old one, opens a grace of
 one node ttl in which only nodes putting back their own members may claim nicknames;
 every live node notices within a beat and puts its members back.
 
-Per process, two greenlets (never one per connection):
-- the *subscriber* receives every node's frames on one channel, and this node's
-  evictions on its own, and hands them to the listener (the ChatService) in order;
+Per process, two greenlets (never one per connection), and a reader per pub/sub connection:
+- the *subscriber* takes the frames of this node's rooms, and this node's evictions on its
+  own channel, and hands them to the listener (the ChatService) in order;
 - the *keeper* refreshes this node's heartbeat key (expiring after ``ttl`` seconds),
-  reconnects with backoff after an outage, checks the generation, and reaps nodes whose
-  heartbeat lapsed: their members leave every roster and their nicknames are freed.
+  reconnects with backoff after an outage, checks the generation, unsubscribes from rooms
+  left empty here, and reaps nodes whose heartbeat lapsed: their members leave every
+  roster and their nicknames are freed.
 
 Only a failed connection marks the node down (clients get ``unavailable``); an error
-Redis answers with fails that one request (``server_error``) and is logged.
+Redis answers with fails that one request (``server_error``) and is logged. On a cluster,
+acks wait for a replica to hold the message (``wait_ms``).
 
 Redis calls block their greenlet only when ``socket`` is gevent's: serve.py
 monkey-patches; an embedding app must do the same.
@@ -36,14 +43,18 @@ import os
 import secrets
 import socket
 import time
+from pathlib import Path
 
 import gevent
 import gevent.event
 import redis
 from gevent import monkey
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.retry import Retry
 
+from chatwsgi.backplane.links import Links
 from chatwsgi.errors import ChatError
 from chatwsgi.metrics import NO_METRICS
 from chatwsgi.rooms import (
@@ -61,151 +72,26 @@ from chatwsgi.sequencing import GAP, SEEN, Sequencer
 
 log = logging.getLogger(__name__)
 
-# KEYS nick:<folded>, generation, grace. ARGV owner, offered token, new token, node,
-# folded, prefix, restoring ('1' or ''). Returns {token, evicted owner, status}: status
-# 'reset' (no generation: Redis lost its data), 'grace' (only restoring claims for now),
-# or '' with '' evicted for none and '' token for taken.
-CLAIM = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return {'', '', 'reset'} end
-if ARGV[7] == '' and redis.call('EXISTS', KEYS[3]) == 1 then return {'', '', 'grace'} end
-local p, owner = ARGV[6], ARGV[1]
-local holder = redis.call('HMGET', KEYS[1], 'owner', 'token')
-local token, evicted = ARGV[3], ''
-if holder[1] == owner then
-  token = holder[2]
-elseif holder[1] then
-  if ARGV[2] == '' or ARGV[2] ~= holder[2] then return {'', '', ''} end
-  token, evicted = holder[2], holder[1]
-end
-redis.call('HSET', KEYS[1], 'owner', owner, 'token', token)
-redis.call('HSET', p .. 'owner:' .. owner, 'node', ARGV[4], 'nick', ARGV[5])
-redis.call('SADD', p .. 'node:' .. ARGV[4] .. ':owners', owner)
-return {token, evicted, ''}
-"""
+SCRIPT_NAMES = (
+    "claimable",
+    "claim",
+    "release",
+    "generation",
+    "admit",
+    "enter",
+    "exit",
+    "post",
+    "recent",
+    "after",
+    "older",
+)
+SCRIPTS = Path(__file__).with_name("scripts")
 
-# KEYS generation, grace. ARGV new generation, grace (ms), '1' if the caller knew an older
-# one (the data was lost, not never there). Returns the generation.
-GENERATION = """
-local current = redis.call('GET', KEYS[1])
-if current then return current end
-redis.call('SET', KEYS[1], ARGV[1])
-if ARGV[3] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
-return ARGV[1]
-"""
 
-# KEYS[1] nick:<folded>. ARGV owner.
-RELEASE = """
-if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1]) end
-"""
+def load_script(name):
+    """The Lua source of script ``name`` (``scripts/<name>.lua``, shipped as package data)."""
+    return (SCRIPTS / (name + ".lua")).read_text(encoding="utf-8")
 
-# ARGV room, owner, nickname, max rooms, new epoch, prefix, default room.
-# Returns 1 newly, 0 already, -1 full. The default room always counts, as in memory.
-ENTER = """
-local p, room, owner = ARGV[6], ARGV[1], ARGV[2]
-local rooms = p .. 'rooms'
-redis.call('SADD', rooms, ARGV[7])
-if redis.call('SISMEMBER', rooms, room) == 0 and redis.call('SCARD', rooms) >= tonumber(ARGV[4]) then
-  return -1
-end
-redis.call('SADD', rooms, room)
-redis.call('SET', p .. 'room:' .. room .. ':epoch', ARGV[5], 'NX')
-redis.call('SADD', p .. 'owner:' .. owner .. ':rooms', room)
-return redis.call('HSET', p .. 'room:' .. room .. ':members', owner, ARGV[3])
-"""
-
-# ARGV room, owner, prefix. Returns the nickname taken off the roster, or ''.
-EXIT = """
-local p, room, owner = ARGV[3], ARGV[1], ARGV[2]
-local members = p .. 'room:' .. room .. ':members'
-redis.call('SREM', p .. 'owner:' .. owner .. ':rooms', room)
-local nickname = redis.call('HGET', members, owner)
-if not nickname then return '' end
-redis.call('HDEL', members, owner)
-if room ~= ARGV[4] and redis.call('HLEN', members) == 0 then redis.call('SREM', p .. 'rooms', room) end
-return nickname
-"""
-
-# ARGV owner, prefix, default room. Off every roster, nickname freed, records dropped.
-# Returns {node, {room, nickname, room, nickname, ...}} for the rosters it was on.
-DEPART = """
-local p, owner = ARGV[2], ARGV[1]
-local record_key = p .. 'owner:' .. owner
-local left = {}
-for _, room in ipairs(redis.call('SMEMBERS', record_key .. ':rooms')) do
-  local members = p .. 'room:' .. room .. ':members'
-  local nickname = redis.call('HGET', members, owner)
-  if nickname then
-    redis.call('HDEL', members, owner)
-    if room ~= ARGV[3] and redis.call('HLEN', members) == 0 then redis.call('SREM', p .. 'rooms', room) end
-    table.insert(left, room)
-    table.insert(left, nickname)
-  end
-end
-local record = redis.call('HMGET', record_key, 'node', 'nick')
-if record[2] then
-  local nick = p .. 'nick:' .. record[2]
-  if redis.call('HGET', nick, 'owner') == owner then redis.call('DEL', nick) end
-end
-if record[1] then redis.call('SREM', p .. 'node:' .. record[1] .. ':owners', owner) end
-redis.call('DEL', record_key, record_key .. ':rooms')
-return {record[1] or '', left}
-"""
-
-# KEYS seq, log, id key, epoch. ARGV message JSON without seq, ts, shown, seconds, most,
-# id lifetime (s), channel, new epoch. Returns {seq, created}. Retention: at most ``most``
-# entries; past ``shown`` ones, those older than ``seconds`` go, two per post at most
-# (a stream that ages empties faster than it fills, and no post pays for a long trim).
-POST = """
-local seen = redis.call('GET', KEYS[3])
-if seen then return {tonumber(seen), 0} end
-redis.call('SET', KEYS[4], ARGV[8], 'NX')
-local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], seq .. '-0', 't', ARGV[2], 'm', ARGV[1])
-local shown, most = tonumber(ARGV[3]), tonumber(ARGV[5])
-local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[4])
-local kept = redis.call('XLEN', KEYS[2])
-if kept > most then
-  redis.call('XTRIM', KEYS[2], 'MAXLEN', most)
-  kept = most
-end
-for _ = 1, 2 do
-  if kept <= shown then break end
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-  if tonumber(oldest[2][2]) >= cutoff then break end
-  redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(oldest[1], '^%d+')) + 1) .. '-0')
-  kept = kept - 1
-end
-redis.call('SET', KEYS[3], seq, 'EX', ARGV[6])
-redis.call('PUBLISH', ARGV[7], 'm' .. seq .. ' ' .. ARGV[1])
-return {seq, 1}
-"""
-
-# KEYS epoch, seq, log. ARGV new epoch, how many. Returns {epoch, last seq, the last
-# entries, newest first}.
-RECENT = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-local entries = {}
-if tonumber(ARGV[2]) > 0 then entries = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[2]) end
-return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]) or '0', entries}
-"""
-
-# KEYS epoch, seq, log. ARGV new epoch, first entry id wanted, how many. Returns {epoch,
-# last seq, oldest entry id ('' if none), entries from the first wanted, oldest first}.
-AFTER = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
-return {
-  redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]) or '0', oldest and oldest[1] or '',
-  redis.call('XRANGE', KEYS[3], ARGV[2], '+', 'COUNT', ARGV[3])
-}
-"""
-
-# KEYS epoch, seq, log. ARGV new epoch, first entry id not wanted, how many. Returns {epoch,
-# entries before that id, newest first}.
-OLDER = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return {redis.call('GET', KEYS[1]), redis.call('XREVRANGE', KEYS[3], '(' .. ARGV[2], '-', 'COUNT', ARGV[3])}
-"""
 
 REPAIR_MOST = 10_000  # messages fetched for one room in one repair; past it, clients catch up
 
@@ -239,7 +125,12 @@ def decode_stream(entries):
     )
 
 
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)  # Redis away (or loading)
+# Redis away (or loading), or a cluster without a master for some slot (failing over).
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, RedisClusterException)
+CLUSTER_SCHEME = "redis-cluster://"
+UNREPLICATED = "The message may not be safe yet; send it again (it will not be doubled)."
+# The subscriber's connections wait for frames as long as it takes: no read timeout.
+SUBSCRIBER_OPTIONS = {"decode_responses": True, "socket_connect_timeout": 1.0, "retry": Retry(NoBackoff(), 0)}
 DOWN_LOG_SECONDS = 10.0  # while Redis stays away, how often a node says it still is
 
 
@@ -265,7 +156,11 @@ def shared(method):
 
 
 class RedisBackplane:
-    """Shared chat state in Redis; fan-out through one pub/sub channel."""
+    """Shared chat state in Redis or a Redis Cluster; fan-out through a channel per room.
+
+    ``url``: ``redis://host:port/db`` for one Redis, ``redis-cluster://host:port[,host:port...]``
+    for a Redis Cluster (any of its servers; the client finds the rest).
+    """
 
     name = "redis"
 
@@ -277,37 +172,43 @@ class RedisBackplane:
         history_size=15,
         max_rooms=1000,
         prefix="chatwsgi:",
-        remembered_ids_seconds=86400,
+        remembered_ids=1000,
         new_epoch=lambda: secrets.token_urlsafe(6),
         retention=None,
         metrics=NO_METRICS,
+        wait_ms=None,
     ):
         self.url, self.ttl, self.prefix = url, ttl, prefix
         self.node = node or "%s-%d" % (socket.gethostname(), os.getpid())
         self.retention = retention or Retention(shown=history_size)
         self.metrics = metrics
         self.max_rooms = max_rooms
-        self.remembered_ids_seconds = remembered_ids_seconds
+        self.remembered_ids = remembered_ids
         self.new_epoch = new_epoch
-        self.channel = prefix + "fanout"
-        self.node_channel = prefix + "node:" + self.node
-        # Fail fast while Redis is down: a client gets an error in about a second, never a hang.
-        # Greenlets share 64 connections and wait (up to 2 s) for a free one under a burst,
-        # such as every client of a dead node reconnecting here at once.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=2.0,
-            socket_connect_timeout=1.0,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=64,
-            timeout=2.0,
-        )
-        self.redis = redis.Redis(connection_pool=pool)
-        # The subscriber's connection waits for frames as long as it takes: no read timeout.
-        self.subscriber = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
-        )
+        self.node_channel = self._node_channel(self.node)
+        self.cluster = url.startswith(CLUSTER_SCHEME)
+        if self.cluster:
+            self.redis = self._cluster_client(url)
+        else:
+            # Fail fast while Redis is down: a client gets an error in about a second, never a
+            # hang. Greenlets share 64 connections and wait (up to 2 s) for a free one under a
+            # burst, such as every client of a dead node reconnecting here at once.
+            pool = redis.BlockingConnectionPool.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=2.0,
+                socket_connect_timeout=1.0,
+                retry=Retry(NoBackoff(), 0),
+                max_connections=64,
+                timeout=2.0,
+            )
+            self.redis = redis.Redis(connection_pool=pool)
+        self._publish = "SPUBLISH" if self.cluster else "PUBLISH"
+        # Acks wait (up to this, ms) for a replica to hold the message, so a failover cannot
+        # lose an acked one. On by default on a cluster (whose masters have replicas).
+        self.wait_ms = (100 if self.cluster else 0) if wait_ms is None else wait_ms
+        self._watched = set()  # rooms whose channel this node wants: someone here is in them
+        self._links = None  # the subscriber's connections, while it has them
         self.listener = None
         self.sequencer = Sequencer()
         self._generation = None  # the id of the data Redis held when this node last looked
@@ -317,7 +218,8 @@ class RedisBackplane:
         self._down_said = None  # when this node last logged that Redis is down (None: not down)
         self._ready = gevent.event.Event()
         self._greenlets = []
-        self._scripts = {}
+        # Read once at start; redis-py runs each by its SHA (EVALSHA), loading it on NOSCRIPT.
+        self._scripts = {name: self.redis.register_script(load_script(name)) for name in SCRIPT_NAMES}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -341,8 +243,12 @@ class RedisBackplane:
 
     def close(self):
         """Close every connection to Redis (the pool's and the subscriber's)."""
-        self.redis.connection_pool.disconnect()
-        self.subscriber.connection_pool.disconnect()
+        if self._links is not None:
+            self._links.close()
+        if self.cluster:
+            self.redis.close()
+        else:
+            self.redis.connection_pool.disconnect()  # a pool passed in: close() would leave it open
 
     def state(self):
         """'up' or 'down': whether this node reaches Redis."""
@@ -358,16 +264,27 @@ class RedisBackplane:
         in the grace after Redis lost its data.
         """
         folded = nickname.casefold()
-        keys = [self._key("nick", folded), self._key("generation"), self._key("grace")]
-        args = (owner, token or "", new_token(), self.node, folded, self.prefix, "1" if restoring else "")
-        token, evicted, status = self._run(CLAIM, keys, *args)
+        # The generation is checked apart from the claim (its keys are in another slot): Redis
+        # losing its data between the two (one round trip) lets that one claim through without
+        # the grace. On a cluster it speaks for its own shard only: a shard that lost master
+        # and replica at once loses its nicknames unnoticed (replicas and the AOF guard that).
+        status = self._claimable(restoring)
         if status == "reset":  # Redis lost its data since this node last looked
             self._check_generation()
-            token, evicted, status = self._run(CLAIM, keys, *args)
+            status = self._claimable(restoring)
         if status:
             raise ChatError(
                 "unavailable", "The chat is restoring after a restart; try again in a few seconds."
             )
+        # Recorded first, claimed second (two slots): a nickname is never held by an owner
+        # whose record does not list it, so a departure or a reap always frees it. A claim
+        # that fails leaves a stale entry in the record, which a departure checks and skips.
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._owner_key(owner), mapping={"node": self.node, "n:" + folded: "1"})
+            pipe.sadd(self._key("node", self.node, "owners"), owner)
+            pipe.execute()
+        args = (owner, token or "", new_token())
+        token, evicted = self._run("claim", [self._key("nick", folded)], *args)
         if not token:
             raise ChatError("nickname_taken", "The nickname %r is taken." % nickname)
         return token, evicted or None
@@ -375,7 +292,8 @@ class RedisBackplane:
     @shared
     def release(self, nickname, owner):
         """Free ``nickname`` if ``owner`` still holds it."""
-        self._run(RELEASE, [self._key("nick", nickname.casefold())], owner)
+        self._release(nickname.casefold(), owner)
+        self.redis.hdel(self._owner_key(owner), "n:" + nickname.casefold())
 
     @shared
     def depart(self, owner, nickname=""):
@@ -387,7 +305,7 @@ class RedisBackplane:
         """Depart an owner another node holds, and tell that node to close its connection."""
         node, left = self._depart(owner)
         if node:
-            self.redis.publish(self._key("node", node), "e" + owner)
+            self.redis.publish(self._node_channel(node), "e" + owner)
         return sorted(room for room, _ in left)
 
     # --- rosters ---------------------------------------------------------------------------
@@ -395,31 +313,41 @@ class RedisBackplane:
     @shared
     def enter(self, name, owner, nickname):
         """Put ``owner`` on the room's roster; return whether it was not on it before."""
-        args = (name, owner, nickname, self.max_rooms, self.new_epoch(), self.prefix, DEFAULT_ROOM)
-        newly = self._run(ENTER, [], *args)
-        if newly < 0:
+        # Four steps on three slots, each safe to repeat. The room is listed (within the
+        # limit), the owner's record names it (so a departure finds the roster), the roster
+        # takes the owner, and the room is listed again: a concurrent exit that saw the room
+        # empty and unlisted it re-checks the roster after, so one of the two lists it.
+        self._watch(name)  # subscribed before the history is read (see history)
+        if self._run("admit", [self._key("rooms")], name, self.max_rooms, DEFAULT_ROOM) < 0:
             raise ChatError("too_many_rooms", "The server holds no more rooms.")
+        self.redis.hset(self._owner_key(owner), "r:" + name, "1")
+        newly = self._run(
+            "enter", self._room_keys(name, "members", "epoch"), owner, nickname, self.new_epoch()
+        )
+        self.redis.sadd(self._key("rooms"), name)
         return bool(newly)
 
     @shared
     def exit(self, name, owner):
         """Take ``owner`` off the room's roster; return whether it was on it."""
-        return bool(self._run(EXIT, [], name, owner, self.prefix, DEFAULT_ROOM))
+        nickname = self._exit(name, owner)
+        self.redis.hdel(self._owner_key(owner), "r:" + name)
+        return bool(nickname)
 
     @shared
     def rename(self, name, owner, nickname):
         """Show ``owner`` under its new nickname in the room's roster."""
-        self.redis.hset(self._key("room", name, "members"), owner, nickname)
+        self.redis.hset(self._room_key(name, "members"), owner, nickname)
 
     @shared
     def roster(self, name):
         """Nicknames in a room, sorted case-insensitively."""
-        return sorted(self.redis.hvals(self._key("room", name, "members")), key=str.casefold)
+        return sorted(self.redis.hvals(self._room_key(name, "members")), key=str.casefold)
 
     @shared
     def count(self, name):
         """How many members a room has, on every node."""
-        return self.redis.hlen(self._key("room", name, "members"))
+        return self.redis.hlen(self._room_key(name, "members"))
 
     @shared
     def room_list(self):
@@ -427,7 +355,7 @@ class RedisBackplane:
         names = sorted(self.redis.smembers(self._key("rooms")) | {DEFAULT_ROOM})
         with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hlen(self._key("room", name, "members"))
+                pipe.hlen(self._room_key(name, "members"))
             counts = pipe.execute()
         return [
             {"name": name, "count": count}
@@ -440,23 +368,50 @@ class RedisBackplane:
     @shared
     def post(self, name, author, message_id, text, ts):
         """Store a message once per (author, id) and publish it; return (message, created)."""
-        keys = [
-            self._key("room", name, "seq"),
-            self._key("room", name, "log"),
-            self._key("room", name, "id", author.casefold(), message_id),
-            self._key("room", name, "epoch"),
-        ]
+        keys = self._room_keys(name, "seq", "log", "ids", "epoch")
         entry = encode_entry(name, message_id, author, text, ts)
         keep = self.retention
-        args = (entry, ts, keep.shown, keep.seconds, keep.most, self.remembered_ids_seconds, self.channel)
-        seq, created = self._run(POST, keys, *args, self.new_epoch())
+        args = (entry, ts, keep.shown, keep.seconds, keep.most, self.remembered_ids, self._channel(name))
+        id_key = "%d:%s%s" % (len(author), author.casefold(), message_id)  # unambiguous
+        args = (*args, self.new_epoch(), id_key, self._publish, "1" if self.wait_ms else "")
+        if not self.wait_ms:
+            seq, created = self._run("post", keys, *args)
+        else:
+            seq, created = self._post_replicated(keys, args)
         return Message(name, seq, message_id, author, text, ts), bool(created)
+
+    def _post_replicated(self, keys, args):
+        """Post, then WAIT for a replica to hold it, on the same connection (WAIT counts the
+        writes of its own connection). None did within ``wait_ms``: refuse with 'unavailable'.
+        The message may be stored all the same: the sender's retry (same id) then gets it.
+        A master with no replica connected acks without one."""
+        client = self.redis
+        if self.cluster:  # the connection to the master of the room's slot
+            client = self.redis.get_node_from_key(keys[0]).redis_connection
+        with client.pipeline(transaction=False) as pipe:
+            self._scripts["post"](keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", 1, self.wait_ms)
+            try:
+                (seq, created), replicas = pipe.execute()
+            except (redis.exceptions.MovedError, redis.exceptions.AskError):
+                self.redis.nodes_manager.initialize()  # a failover moved the slot: the retry finds it
+                raise ChatError("unavailable", UNREPLICATED) from None
+        if replicas < 1 and client.info("replication")["connected_slaves"]:
+            # A replica is there but did not answer in time: not a connection failure (this
+            # node stays up); the sender retries.
+            log.warning("no replica acknowledged a message of %s within %d ms", keys[0], self.wait_ms)
+            raise ChatError("unavailable", UNREPLICATED)
+        # No replica at all (it took over from a dead master and has none of its own yet):
+        # acked as one Redis would, rather than never; a replica added back restores the wait.
+        return seq, created
 
     @shared
     def history(self, name, after=None, epoch=None, limit=CATCH_UP_PAGE):
         """The room's recent history, or a page of it after sequence number ``after`` of
         history ``epoch``. Members here have the room up to its last message: the
-        subscriber follows it from there."""
+        subscriber follows it from there (subscribed first: a message stored meanwhile
+        arrives live, maybe in the history too, never in neither)."""
+        self._watch(name)
         if after is None:
             return self._recent(name)
         room_epoch, last_seq, oldest_id, entries = self._stored_from(name, after + 1, limit + 1)
@@ -468,7 +423,7 @@ class RedisBackplane:
 
     def _recent(self, name):
         room_epoch, last_seq, entries = self._run(
-            RECENT, self._room_keys(name), self.new_epoch(), self.retention.shown
+            "recent", self._room_keys(name), self.new_epoch(), self.retention.shown
         )
         self.sequencer.follow(name, room_epoch, int(last_seq))
         return CatchUp(name, decode_stream(reversed(entries)), True, room_epoch)
@@ -478,34 +433,82 @@ class RedisBackplane:
         """A page of the room's history before sequence number ``before``, newest last."""
         first_not_wanted = "%d-0" % max(before, 1)  # no entry is below 1-0
         epoch, entries = self._run(
-            OLDER, self._room_keys(name), self.new_epoch(), first_not_wanted, limit + 1
+            "older", self._room_keys(name), self.new_epoch(), first_not_wanted, limit + 1
         )
         return older(name, epoch, decode_stream(entries), limit)
 
     @shared
     def publish(self, name, frame, exclude=None):
         """Deliver a frame to the room's members on every node but ``exclude``."""
-        self.redis.publish(self.channel, "f%s %s %s" % (name, exclude or "", frame))
+        self.redis.execute_command(
+            self._publish, self._channel(name), "f%s %s %s" % (name, exclude or "", frame)
+        )
 
     # --- the subscriber --------------------------------------------------------------------
 
     def _subscribe_forever(self):
         delay = 0.1
         while True:
-            pubsub = self.subscriber.pubsub(ignore_subscribe_messages=True)
+            links = self._links = self._new_links()
             try:
-                pubsub.subscribe(self.channel, self.node_channel)
+                links.listen(self.node_channel)
+                for room in sorted(self._watched):  # a room watched meanwhile is added by _watch
+                    links.add(self._channel(room))
                 # Subscribed: what arrives from now on queues up behind what was missed.
                 self._repair_rooms()
                 delay = 0.1
-                for item in pubsub.listen():
-                    self._dispatch(item["channel"], item["data"])
-            except redis.RedisError as error:
+                while True:
+                    self._dispatch(*links.next())
+            except (redis.RedisError, RedisClusterException) as error:
                 self._went_down(error)
             finally:
-                pubsub.close()
+                self._links = None
+                links.close()
             gevent.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    def _new_links(self):
+        if not self.cluster:
+            connect = lambda _: redis.Redis.from_url(self.url, **SUBSCRIBER_OPTIONS)  # noqa: E731
+            return Links(connect, lambda _: "", sharded=False)
+        # Which master serves which slot, as the cluster says now (after a failover: the
+        # replica that took over).
+        self.redis.nodes_manager.initialize()
+
+        def connect(server):
+            host, port = server.rsplit(":", 1)
+            return redis.Redis(host=host, port=int(port), **SUBSCRIBER_OPTIONS)
+
+        return Links(connect, lambda channel: self.redis.get_node_from_key(channel).name, sharded=True)
+
+    def _watch(self, room):
+        """Someone here is in ``room``: subscribe to its channel (the subscriber resubscribes
+        every watched room after a reconnect, and repairs what they missed)."""
+        if room in self._watched:
+            return
+        self._watched.add(room)
+        links = self._links
+        if links is not None:
+            try:
+                links.add(self._channel(room))
+            except (*CONNECTION_ERRORS, redis.RedisError) as error:  # the subscriber starts over
+                log.info("could not subscribe to room %s yet: %s", room, error)
+
+    def _unwatch(self, room):
+        """Nobody here is in ``room`` any more: no work for it on this node."""
+        self._watched.discard(room)
+        self.sequencer.forget(room)
+        links = self._links
+        if links is not None:
+            try:
+                links.remove(self._channel(room))
+            except (*CONNECTION_ERRORS, redis.RedisError) as error:
+                log.info("could not unsubscribe from room %s: %s", room, error)
+
+    def _unwatch_empty_rooms(self):
+        for room in sorted(self._watched):
+            if not self.listener.receives(room):
+                self._unwatch(room)
 
     def _dispatch(self, channel, data):
         try:
@@ -525,7 +528,7 @@ class RedisBackplane:
         """A message arrived live: delivered in order, after any it jumped over."""
         room = message.room
         if not self.listener.receives(room):  # nobody here: nothing to deliver or follow
-            self.sequencer.forget(room)
+            self._unwatch(room)
             return
         verdict = self.sequencer.offer(room, message.seq)
         if verdict is SEEN:
@@ -606,6 +609,7 @@ class RedisBackplane:
             self._came_up()
         else:
             self._check_generation()
+        self._unwatch_empty_rooms()
         if self._clock() - self._up_since >= self.ttl:
             # Only after a full ttl up: every live node has refreshed its key by then.
             self._reap_dead_nodes()
@@ -629,9 +633,8 @@ class RedisBackplane:
         lost its data), put this node's members back. Returns whether it did."""
         seen = self._generation
         self._generation = self._run(
-            GENERATION, [self._key("generation"), self._key("grace")],
-            self.new_epoch(), int(self.ttl * 1000), "1" if seen else "",
-        )  # fmt: skip
+            "generation", self._meta_keys(), self.new_epoch(), int(self.ttl * 1000), "1" if seen else ""
+        )
         if seen is None or seen == self._generation:
             return False
         log.warning("Redis lost its data; putting this node's members back")
@@ -680,24 +683,91 @@ class RedisBackplane:
     # --- plumbing --------------------------------------------------------------------------
 
     def _depart(self, owner):
-        node, flat = self._run(DEPART, [], owner, self.prefix, DEFAULT_ROOM)
-        return node, list(zip(flat[::2], flat[1::2], strict=True))
+        """Off every roster and its nicknames freed, as the owner's record lists them; return
+        (its node or '', [(room, nickname), ...] for the rosters it was on).
 
-    def _run(self, script, keys, *args):
-        registered = self._scripts.get(script)
-        if registered is None:
-            registered = self._scripts[script] = self.redis.register_script(script)
-        return registered(keys=keys, args=args)
+        Step by step, one slot at a time, the record dropped last: a departure cut short
+        (an outage, a crash) leaves the record, and the next one (a retry, the reap of a
+        dead node) finishes it. Each step checks before it removes, so a repeat is harmless.
+        """
+        record = self.redis.hgetall(self._owner_key(owner))
+        node = record.get("node", "")
+        left = []
+        for field in sorted(record):
+            if field.startswith("r:"):
+                nickname = self._exit(field[2:], owner)
+                if nickname:
+                    left.append((field[2:], nickname))
+            elif field.startswith("n:"):
+                self._release(field[2:], owner)
+        if node:
+            self.redis.srem(self._key("node", node, "owners"), owner)
+        self.redis.delete(self._owner_key(owner))
+        return node, left
+
+    def _claimable(self, restoring):
+        return self._run("claimable", self._meta_keys(), "1" if restoring else "")
+
+    def _meta_keys(self):
+        # The generation and its grace, in one slot: checked together before a claim.
+        return [self._key("{meta}", "generation"), self._key("{meta}", "grace")]
+
+    def _release(self, folded, owner):
+        self._run("release", [self._key("nick", folded)], owner)
+
+    def _exit(self, name, owner):
+        """Take ``owner`` off the room's roster (unlisting the room if it empties); return the
+        nickname it had there, or ''."""
+        nickname, remaining = self._run("exit", self._room_keys(name, "members"), owner)
+        if nickname and not remaining and name != DEFAULT_ROOM:
+            rooms = self._key("rooms")
+            self.redis.srem(rooms, name)
+            if self.redis.hlen(self._room_key(name, "members")):  # someone entered meanwhile
+                self.redis.sadd(rooms, name)
+        return nickname
+
+    def _run(self, name, keys, *args):
+        return self._scripts[name](keys=keys, args=args)
 
     def _stored_from(self, name, first, count):
         """(epoch, last seq, oldest entry id or '', up to ``count`` entries from seq ``first``)."""
         epoch, last_seq, oldest_id, entries = self._run(
-            AFTER, self._room_keys(name), self.new_epoch(), "%d-0" % first, count
+            "after", self._room_keys(name), self.new_epoch(), "%d-0" % first, count
         )
         return epoch, int(last_seq), oldest_id, entries
 
-    def _room_keys(self, name):
-        return [self._key("room", name, part) for part in ("epoch", "seq", "log")]
+    def _room_keys(self, name, *parts):
+        return [self._room_key(name, part) for part in parts or ("epoch", "seq", "log")]
+
+    def _room_key(self, name, part):
+        # One hash tag per room: all of a room's keys are in one slot of a Redis Cluster.
+        return "%s{room:%s}:%s" % (self.prefix, name, part)
+
+    def _owner_key(self, owner):
+        # A hash: 'node', and a field per nickname ('n:<folded>') and room ('r:<name>') held.
+        return self._key("owner", owner)
+
+    def _node_channel(self, node):
+        return self._key("node", node)
+
+    def _channel(self, name):
+        # The room's hash tag: on a cluster, its shard channel lives where its keys do, so
+        # the post script can publish to it.
+        return self._room_key(name, "fanout")
+
+    @staticmethod
+    def _cluster_client(url):
+        servers = [server.rsplit(":", 1) for server in url[len(CLUSTER_SCHEME) :].split(",")]
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, int(port)) for host, port in servers],
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            max_connections=64,
+            # Fail fast as on one Redis: a request to a master that died fails ('unavailable'),
+            # the client refreshes its slot map, and the user's retry finds the new master.
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def _key(self, *parts):
         return self.prefix + ":".join(str(part) for part in parts)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.support.cluster import RedisServer
 from tests.support.faults import Faults
 
 
@@ -12,3 +13,20 @@ def faults():
     yield recorder
     recorder.stop()
     recorder.assert_clean()
+
+
+@pytest.fixture
+def clients():
+    """Clients a test opens, closed after it."""
+    opened = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A redis-server with deploy/redis.conf, shared by a module's tests."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from chatwsgi.backplane.redis import RedisBackplane
 from chatwsgi.chat import Chat
 from chatwsgi.service import ChatService
-from tests.support.cluster import RedisServer
 from tests.support.sessions import raw_packets, run_sessions
 
 pytestmark = pytest.mark.live
@@ -41,13 +40,6 @@ class Records(logging.Handler):
 
     def emit(self, record):
         self.records.append(record)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from chatwsgi.backplane.redis import RedisBackplane
 from chatwsgi.errors import ChatError
 from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Message, Retention, Room
 from chatwsgi.sqlite_store import SqliteStore
-from tests.support.cluster import RedisClusterServers, RedisServer
+from tests.support.cluster import RedisClusterServers
 
 pytestmark = pytest.mark.live
 
@@ -47,13 +47,6 @@ class Recorder:
 
     def receives(self, room):
         return True
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

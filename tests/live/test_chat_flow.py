@@ -8,14 +8,6 @@ from tests.support.chatting import TRANSPORTS, announced, chatter, wait_until
 from tests.support.sioclient import SocketIOClient
 
 
-@pytest.fixture
-def clients():
-    opened = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def test_handshake_format(address):
     client = SocketIOClient(address)
     sid, heartbeat, close, transports = client.handshake()

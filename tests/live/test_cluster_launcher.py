@@ -82,20 +82,24 @@ def health(port, cookie=None):
         return json.load(reply), reply.headers.get("Set-Cookie", "")
 
 
-def children_of(pid):
-    """The live processes whose parent is ``pid``: {pid: (start time, command line)}."""
-    found = {}
+def live_processes():
+    """(pid, parent pid, start time, command line) of every process not a zombie."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            state = _stat(int(entry))
+            state, parent, started = _stat(int(entry))
             command = Path("/proc", entry, "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
-            continue
-        if state and state[1] == pid and state[0] != "Z":
-            found[int(entry)] = (state[2], command)
-    return found
+            continue  # gone meanwhile
+        if state != "Z":
+            yield int(entry), parent, started, command
+
+
+def children_of(pid):
+    """The live processes whose parent is ``pid``: {pid: (start time, command line)}."""
+    found = live_processes()
+    return {child: (started, command) for child, parent, started, command in found if parent == pid}
 
 
 def _stat(pid):
@@ -285,18 +289,7 @@ def processes_of(launcher):
     they are now (an orphan's parent is no longer the launcher)."""
     marks = ["redis-server 127.0.0.1:%d" % launcher.redis_port]
     marks += ["--port %d --redis" % launcher.ports[name] for name in ("n1", "n2")]
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            state = _stat(int(entry))
-            command = Path("/proc", entry, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if state[0] != "Z" and any(mark in command for mark in marks):
-            found.append(command)
-    return found
+    return [command for _, _, _, command in live_processes() if any(mark in command for mark in marks)]
 
 
 def test_a_signal_during_start_up_stops_what_started_and_starts_nothing_more(tmp_path, launchers):

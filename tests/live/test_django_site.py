@@ -110,14 +110,6 @@ def site(tmp_path_factory):
         assert b"Traceback" not in running.output
 
 
-@pytest.fixture
-def clients():
-    opened = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def signed_in(site, username, password):
     browser = Browser(site)
     status, url, page = browser.sign_in(username, password)

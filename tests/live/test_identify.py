@@ -35,14 +35,6 @@ def app_settings(asked):
     return {"identify": identify}
 
 
-@pytest.fixture
-def clients():
-    opened = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def visit(address, clients, cookie=None, transport="websocket"):
     """A client whose requests carry ``cookie`` (the site's), connected to /chat."""
     client = SocketIOClient(address, transport)

@@ -36,6 +36,7 @@ Redis calls block their greenlet only when ``socket`` is gevent's: serve.py
 monkey-patches; an embedding app must do the same.
 """
 
+import contextlib
 import functools
 import json
 import logging
@@ -534,13 +535,21 @@ class RedisBackplane:
         if verdict is SEEN:
             return
         if verdict is GAP:
-            try:
+            with self._room_errors_logged(room):  # broken keys: deliver what arrived
                 self._fill_gap(room, message.seq)
-            except CONNECTION_ERRORS:
-                raise
-            except redis.RedisError:  # the room's keys are broken: deliver what arrived
-                log.exception("could not fetch what room %s missed before %d", room, message.seq)
         self._deliver(message)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _room_errors_logged(room):
+        """An error Redis answers about one room's keys is logged and the subscriber goes on;
+        a failed connection goes up (the subscriber starts over and repairs again)."""
+        try:
+            yield
+        except CONNECTION_ERRORS:
+            raise
+        except redis.RedisError:
+            log.exception("could not fetch what room %s missed", room)
 
     def _fill_gap(self, room, seq):
         first = self.sequencer.position(room)[1] + 1
@@ -560,12 +569,8 @@ class RedisBackplane:
             if not self.listener.receives(room):
                 self.sequencer.forget(room)
                 continue
-            try:
+            with self._room_errors_logged(room):  # broken keys: the other rooms still get theirs
                 self._repair_room(room)
-            except CONNECTION_ERRORS:
-                raise
-            except redis.RedisError:  # this room's keys are broken: the others still get theirs
-                log.exception("could not repair room %s", room)
 
     def _repair_room(self, room):
         known_epoch, last = self.sequencer.position(room)

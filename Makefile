@@ -11,12 +11,17 @@ NODE_DEPS := tests/thirdparty/node_modules/.installed
 run: $(VENV)/.run-deps  ## set up and start the chat on http://127.0.0.1:$(PORT)
 	$(BIN)/python serve.py --port $(PORT)
 
-# Two nodes sharing a Redis backplane behind HAProxy, on http://127.0.0.1:$(PORT).
+# Two nodes sharing a Redis backplane behind HAProxy, on http://127.0.0.1:$(PORT); live frames
+# through Redis pub/sub, or FANOUT=zmq through a ZeroMQ forwarder.
+FANOUT ?= redis
 cluster: $(VENV)/.run-deps system-deps  ## redis-server, two chat nodes and HAProxy; Ctrl-C stops all
-	$(BIN)/python deploy/cluster.py --port $(PORT)
+	$(BIN)/python deploy/cluster.py --port $(PORT) --fanout $(FANOUT)
 
+# Two workers, a test file each at a time (its module fixtures set up once): the slow files
+# (the cluster's faults, the browser, the reference server) run side by side.
+TEST_WORKERS ?= 2
 test: $(VENV)/.test-deps system-deps $(NODE_DEPS) lint  ## set up and run lint and every test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

@@ -9,7 +9,8 @@ and 120,000 in memory and in Redis),
 timings --heartbeat-interval, --heartbeat-timeout, --close-timeout, --poll-duration
 (seconds; defaults 25, 60, 60, 20 as the Socket.IO 0.9 reference), and for a cluster
 --redis URL (redis://... or redis-cluster://host:port,...), --node NAME, --node-ttl SECONDS,
---redis-wait-ms MS (acks wait for a replica), and --metrics-port PORT (Prometheus metrics
+--redis-wait-ms MS (acks wait for a replica), --fanout zmq://HOST:PORT (live frames through a
+ZeroMQ forwarder instead of Redis pub/sub), and --metrics-port PORT (Prometheus metrics
 on http://127.0.0.1:PORT/metrics; default off). SIGINT/SIGTERM stop accepting, tell
 connected clients and exit within 5 seconds.
 """
@@ -33,6 +34,7 @@ import gevent.pywsgi  # noqa: E402
 from chatwsgi import make_app, make_server  # noqa: E402
 from chatwsgi.backplane import LocalBackplane  # noqa: E402
 from chatwsgi.backplane.redis import RedisBackplane  # noqa: E402
+from chatwsgi.backplane.zmq_fanout import forwarder_ports  # noqa: E402
 from chatwsgi.liveness import TIMINGS, Liveness  # noqa: E402
 from chatwsgi.metrics import ChatMetrics  # noqa: E402
 from chatwsgi.rooms import Retention  # noqa: E402
@@ -153,6 +155,12 @@ def parse_args(argv):
         "0 on one Redis)",
     )
     parser.add_argument(
+        "--fanout",
+        default=env("fanout", "redis"),
+        help="how live frames reach the other nodes: redis (Redis pub/sub) or zmq://HOST:PORT, a "
+        "forwarder started with python -m chatwsgi.forwarder --port PORT (default: %(default)s)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=env("metrics_port", None),
@@ -178,6 +186,13 @@ def parse_args(argv):
     if unknown:
         parser.error("--transports takes some of %s, not %s" % (",".join(ADVERTISED), ",".join(unknown)))
     args.allowed_origins = [o.strip() for o in args.allowed_origins.split(",") if o.strip()]
+    if args.fanout != "redis":
+        try:
+            forwarder_ports(args.fanout)
+        except ValueError as error:
+            parser.error("--fanout takes redis or zmq://HOST:PORT: %s" % error)
+        if not args.redis:
+            parser.error("--fanout %s needs --redis (Redis keeps the sequence numbers)" % args.fanout)
     return args
 
 
@@ -245,6 +260,7 @@ def main(argv=None):
             retention=args.retention,
             metrics=metrics,
             wait_ms=None if args.redis_wait_ms < 0 else args.redis_wait_ms,
+            fanout=None if args.fanout == "redis" else args.fanout,
         )
     else:
         backplane = LocalBackplane(retention=args.retention, store=open_store(args))

@@ -8,6 +8,8 @@ load generator processes), then the scenarios of bench/loadgen.py:
   1 node, redis    the same server on the Redis backplane
   2 nodes, redis   two such nodes, N/2 clients each; the sender is on node B, the measuring
                    load generator's receivers on node A, so latency crosses nodes
+  2 nodes, zmq     the same, live frames through a ZeroMQ forwarder (python -m
+                   chatwsgi.forwarder, pinned to core 1 with Redis) instead of Redis pub/sub
 
 Every node is pinned to core 0, the load generators and redis-server to core 1: the
 server side has the same one core in every configuration, so the figures give the
@@ -29,6 +31,7 @@ import platform
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,9 +48,12 @@ CONFIGS = {  # name -> (nodes, on Redis)
     "1 node, sqlite": (1, False),
     "1 node, redis": (1, True),
     "2 nodes, redis": (2, True),
+    "2 nodes, zmq": (2, True),
 }
+ZMQ = {"2 nodes, zmq"}  # configurations whose live frames go through a forwarder
 SHORT = {"1-local": "1 node, local", "1-sqlite": "1 node, sqlite", "1-redis": "1 node, redis"}
 SHORT["2-redis"] = "2 nodes, redis"
+SHORT["2-zmq"] = "2 nodes, zmq"
 BASELINE = "1 node, local"
 FIGURES = [
     ("deliveries_per_second", "deliveries/s"),
@@ -57,6 +63,8 @@ FIGURES = [
     ("ack_p50_ms", "ack p50 ms"),
     ("redis_cpu_us_per_message", "Redis CPU µs/msg"),
     ("redis_script_us_per_message", "Redis script µs/msg (quiet)"),
+    ("forwarder_cpu_us_per_message", "forwarder CPU µs/msg"),
+    ("ceiling_messages_per_second", "msg/s ceiling (1 core each)"),
     ("connect_seconds", "connect s"),
 ]
 RATIOS = {"deliveries_per_second", "server_cpu_us_per_delivery", "latency_p50_ms", "latency_p99_ms"}
@@ -140,11 +148,53 @@ class RedisServer:
             self.process.wait()
 
 
+class Forwarder:
+    """``python -m chatwsgi.forwarder`` on two free ports in a row, pinned to core 1."""
+
+    def __init__(self):
+        self.port = free_port_pair()
+        self.url = "zmq://127.0.0.1:%d" % self.port
+        self.process = subprocess.Popen(
+            pinned(1, [sys.executable, "-m", "chatwsgi.forwarder", "--port", str(self.port)]),
+            cwd=BENCH.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        line = Lines(self.process, "the forwarder").next(30)
+        if not line.startswith("forwarding on"):
+            self.stop()
+            raise RuntimeError("the forwarder said %r" % line)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def free_port_pair():
+    """The first of two free ports in a row, below the ephemeral range (clients take those)."""
+    for port in range(21000 + os.getpid() % 5000, 32000, 2):
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two free ports in a row")
+
+
 def cpu_seconds(pid):
-    """user+system CPU seconds of a process and its threads, from /proc/<pid>/stat."""
-    with open("/proc/%d/stat" % pid) as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process's live threads, at ns resolution (``/proc/<pid>/task/*/schedstat``;
+    ``/proc/<pid>/stat`` counts 10 ms ticks, coarser than what 100 messages cost a forwarder)."""
+    total = 0
+    for thread in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/schedstat" % (pid, thread)) as stat:
+            total += int(stat.read().split()[0])
+    return total / 1e9
 
 
 def snapshot(pids, redis_server):
@@ -167,11 +217,14 @@ def one_run(config, options, redis_server):
     command, env, protocol = server_specs()["chatwsgi"]
     redis_server.flush()
     nodes, helper, loadgen = [], None, None
+    forwarder = Forwarder() if config in ZMQ else None
     share = options.clients // 2  # the receivers-only process's clients
     own = options.clients - share  # the measuring process's receivers (it adds the sender)
     try:
         for name in "ab"[:count]:
             extra = ["--redis", redis_server.url, "--node", name] if on_redis else []
+            if forwarder is not None:
+                extra += ["--fanout", forwarder.url]
             if config == "1 node, sqlite":
                 extra = ["--data", os.path.join(options.data_dir, "bench-%d.sqlite3" % time.time_ns())]
             nodes.append(Server(command + extra, env))
@@ -214,6 +267,8 @@ def one_run(config, options, redis_server):
         connected = lines.json(options.connect_timeout)
         pids = {"node-" + name: node.process.pid for name, node in zip("ab", nodes, strict=False)}
         pids.update(loadgen=loadgen.pid, helper=helper.pid)
+        if forwarder is not None:
+            pids["forwarder"] = forwarder.process.pid
         # Redis's housekeeping costs more per second than a few messages: measure it while
         # every client is connected and quiet (the measuring load generator waits), subtract it.
         idle = snapshot(pids, redis_server if on_redis else None)
@@ -240,6 +295,8 @@ def one_run(config, options, redis_server):
                 process.wait()
         for node in nodes:
             node.stop()
+        if forwarder is not None:
+            forwarder.stop()
     connected["connect_seconds"] += helper_connected["connect_seconds"]
     snapshots = {"idle": idle, "before": before, "after": after, "quiet": quiet, "quiet_end": quiet_end}
     return figures(config, options, share, phases, held, snapshots, connected)
@@ -269,7 +326,10 @@ def figures(config, options, share, phases, held, snapshots, connected):
 
     # Every receiver of the other process got every broadcast of fan-out and latency.
     expected = share * (messages + (latency.get("broadcasts") or 0))
-    core1 = cpu["loadgen"] + cpu["helper"] + cpu["redis"]
+    core1 = cpu["loadgen"] + cpu["helper"] + cpu["redis"] + cpu.get("forwarder", 0.0)
+    forwarder_cpu = cpu.get("forwarder")
+    # What one core each for Redis and the forwarder could take, at these costs per message.
+    busiest = max(redis_cpu, forwarder_cpu or 0.0) / messages if on_redis else None
     return {
         "server": config,
         "clients": options.clients,
@@ -292,6 +352,8 @@ def figures(config, options, share, phases, held, snapshots, connected):
         "quiet_redis_cpu_us_per_message": per_message(quiet["cpu"], 1e6),
         "quiet_redis_script_calls": quiet["script_calls"],
         "redis_idle_cpu_us_per_second": round(redis_idle * 1e6, 1),
+        "forwarder_cpu_us_per_message": None if forwarder_cpu is None else per_message(forwarder_cpu, 1e6),
+        "ceiling_messages_per_second": round(1 / busiest) if busiest else None,
         "other_process_delivered": held.get("delivered"),
         "other_process_expected": expected,
         "fanout_complete": bool(
@@ -321,7 +383,8 @@ def markdown(summary, record):
         "redis-server are pinned to core 1. The server side has one core in every configuration,",
         "so this measures what the Redis backplane costs and that the split delivers everything,",
         "not scale-out over more cores. In `2 nodes, redis` the sender is on node B and the",
-        "measured receivers on node A: the latency crosses nodes through Redis.",
+        "measured receivers on node A: the latency crosses nodes through Redis; in `2 nodes, zmq`",
+        "through a ZeroMQ forwarder (pinned to core 1 too), Redis storing and numbering only.",
         "Ratios in brackets are configuration / `%s` (deliveries/s: above 1 is more;" % BASELINE,
         "the rest: above 1 costs more). `valid` needs a complete fan-out on both load generators",
         "and core 1 at most 80 % busy.",
@@ -351,7 +414,8 @@ def markdown(summary, record):
     lines += [
         "",
         "How to read it: *deliveries/s* and *server CPU µs/delivery* are over the fan-out phase",
-        "(%d messages sent back to back; CPU of every node from `/proc/<pid>/stat`)." % record["messages"],
+        "(%d messages sent back to back; CPU of every node from `/proc/<pid>/task/*/schedstat`)."
+        % record["messages"],
         "*p50/p99* are per broadcast, one at a time, from sending to the last recipient of the",
         "measuring load generator (N/2 clients plus the sender). *ack p50* is emit to ack for the",
         "sender alone in a room: the ack follows the store, so the difference to `%s`" % BASELINE,
@@ -362,7 +426,10 @@ def markdown(summary, record):
         "(`INFO commandstats`, EVALSHA: the post script, and the sender's one join) per message",
         "during the ack scenario, when core 1 is nearly idle; during the fan-out Redis shares",
         "core 1 with busy load generators and that wall-clock time includes waits for the core",
-        "(in the JSON as `fanout_redis_script_us_per_message`).",
+        "(in the JSON as `fanout_redis_script_us_per_message`). *forwarder CPU µs/msg*: the",
+        "forwarder's CPU over the fan-out per message (`schedstat`, ns). *msg/s ceiling*:",
+        "1 s / the larger of Redis's and the forwarder's CPU per message, what one core each",
+        "could take at these costs (derived, not measured at saturation).",
         "",
         "Machine: %s" % record["machine"],
         "",

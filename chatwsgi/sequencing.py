@@ -17,6 +17,7 @@ class Sequencer:
 
     def __init__(self):
         self._last = {}  # room -> (epoch or None when not known yet, last delivered seq)
+        self._swept = {}  # room -> the last seq stored when the previous sweep looked
 
     def follow(self, room, epoch, seq):
         """Members here have the room up to ``seq`` of history ``epoch`` (they just read
@@ -52,3 +53,62 @@ class Sequencer:
     def rooms(self):
         """The rooms followed, sorted."""
         return sorted(self._last)
+
+    def overdue(self, stored):
+        """Rooms whose messages stored at least one sweep ago have still not been delivered.
+
+        ``stored``: room -> the last seq stored now (what a sweep read). A message the bus
+        dropped at the end of a burst is followed by no other that would reveal the gap;
+        a room behind what was stored a whole sweep earlier has lost one, while one behind
+        only what was stored just now may have it in flight.
+        """
+        late = [room for room, seq in self._swept.items() if room in self._last and self._last[room][1] < seq]
+        self._swept = {room: seq for room, seq in stored.items() if room in self._last}
+        return sorted(late)
+
+
+class Holdback:
+    """Messages that arrived ahead of a gap, held for a moment while the missing ones come.
+
+    Two nodes publishing one room's messages on a bus that does not order them (ZeroMQ)
+    often deliver seq 8 before seq 7, which arrives a millisecond later. Holding 8 for a
+    short ``window`` (seconds) saves fetching 7 from the store; past the window the gap
+    is repaired from the store all the same. A window of 0 holds nothing.
+    """
+
+    def __init__(self, window):
+        self.window = window
+        self._held = {}  # room -> {seq: message}
+        self._since = {}  # room -> when its oldest held message arrived
+
+    def hold(self, room, seq, message, now):
+        """Keep ``message`` (seq ``seq`` of ``room``) until its turn, or until the window ends."""
+        self._held.setdefault(room, {})[seq] = message
+        self._since.setdefault(room, now)
+
+    def take(self, room, seq):
+        """The held messages of ``room`` from ``seq`` on with no hole, in order, no longer held."""
+        held = self._held.get(room)
+        taken = []
+        while held and seq in held:
+            taken.append(held.pop(seq))
+            seq += 1
+        if held is not None and not held:
+            self.drop(room)
+        return taken
+
+    def drop(self, room):
+        """Every message held for ``room``, in seq order, no longer held."""
+        self._since.pop(room, None)
+        held = self._held.pop(room, {})
+        return [held[seq] for seq in sorted(held)]
+
+    def due(self, now):
+        """Rooms whose held messages waited the whole window: repair their gap now."""
+        return sorted(room for room, since in self._since.items() if now - since >= self.window)
+
+    def wait(self, now):
+        """Seconds until the next room is due, or None when nothing is held."""
+        if not self._since:
+            return None
+        return max(0.0, min(self._since.values()) + self.window - now)

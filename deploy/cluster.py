@@ -4,7 +4,9 @@ Open http://127.0.0.1:8080 (the load balancer) in two browsers: each lands on a 
 (see /healthz) and they chat through Redis. Ctrl-C (or SIGTERM, SIGHUP) stops everything;
 so does any part exiting, after the launcher says which one. A busy port is refused before
 anything starts. Redis keeps its data in deploy/.data/ (append-only file), so history
-outlives a restart of the cluster.
+outlives a restart of the cluster. With ``--fanout zmq`` (``make cluster FANOUT=zmq``) a
+ZeroMQ forwarder (``python -m chatwsgi.forwarder``) carries the live frames between the
+nodes instead of Redis pub/sub.
 """
 
 import argparse
@@ -62,8 +64,9 @@ def exit_status(code):
 class Part:
     """One process of the cluster: its name, the port it listens on, the process once started."""
 
-    def __init__(self, name, port, args, env=None):
+    def __init__(self, name, port, args, env=None, more_ports=()):
         self.name, self.port, self.args, self.env = name, port, [str(a) for a in args], env or {}
+        self.ports = (port, *more_ports)  # every port it listens on
         self.process = None
 
     def __str__(self):
@@ -109,9 +112,10 @@ class Launcher:
     def busy_ports(self):
         """Lines naming each part whose port something else holds."""
         return [
-            "port %d is busy: %s cannot listen there" % (part.port, part.name)
+            "port %d is busy: %s cannot listen there" % (port, part.name)
             for part in self.parts
-            if not port_is_free(part.port)
+            for port in part.ports
+            if not port_is_free(port)
         ]
 
     def check(self):
@@ -148,11 +152,12 @@ class Launcher:
             self.wait(0.1)
 
     def stop(self):
-        """Stop HAProxy first, then the nodes while Redis still answers, then Redis."""
+        """Stop HAProxy first, then the nodes while Redis still answers, then Redis (and the
+        forwarder)."""
         stages = [
             [p for p in self.parts if p.name == "haproxy"],
             [p for p in self.parts if p.name in NODES],
-            [p for p in self.parts if p.name == "redis"],
+            [p for p in self.parts if p.name in ("redis", "forwarder")],
         ]
         for stage in stages:
             started = [part for part in stage if part.process is not None]
@@ -188,11 +193,25 @@ def parse_args(argv):
     parser.add_argument(
         "--data", type=Path, default=DATA, help="Redis's data directory (default: %(default)s)"
     )
+    parser.add_argument(
+        "--fanout",
+        choices=("redis", "zmq"),
+        default="redis",
+        help="the live frames' bus: Redis pub/sub, or a ZeroMQ forwarder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--forwarder-port",
+        type=int,
+        default=6392,
+        help="with --fanout zmq: the forwarder's publishers' port, its subscribers' the next "
+        "(default: %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
 def cluster_parts(args):
-    """redis-server, nodes n1 and n2, HAProxy: in the order they start."""
+    """redis-server, the forwarder (with --fanout zmq), nodes n1 and n2, HAProxy: in the order
+    they start."""
     redis_url = "redis://127.0.0.1:%d/0" % args.redis_port
     nodes = {name: args.port + n for n, name in enumerate(NODES, 1)}
     redis_server = program("redis-server", "/usr/bin/redis-server")
@@ -203,9 +222,14 @@ def cluster_parts(args):
             [redis_server, ROOT / "deploy" / "redis.conf", "--port", args.redis_port, "--dir", args.data],
         )
     ]
+    fanout = []
+    if args.fanout == "zmq":
+        forward = [sys.executable, "-m", "chatwsgi.forwarder", "--port", args.forwarder_port]
+        parts.append(Part("forwarder", args.forwarder_port, forward, more_ports=[args.forwarder_port + 1]))
+        fanout = ["--fanout", "zmq://127.0.0.1:%d" % args.forwarder_port]
     for name, port in nodes.items():
         serve = [sys.executable, ROOT / "serve.py", "--port", port, "--redis", redis_url, "--node", name]
-        parts.append(Part(name, port, serve))
+        parts.append(Part(name, port, serve + fanout))
     lb_env = {"CHATWSGI_LB_BIND": "127.0.0.1:%d" % args.port}
     lb_env.update({"CHATWSGI_NODE%d" % i: "127.0.0.1:%d" % p for i, p in enumerate(nodes.values(), 1)})
     haproxy = [program("haproxy", "/usr/sbin/haproxy"), "-db", "-f", ROOT / "deploy" / "haproxy.cfg"]
@@ -217,9 +241,9 @@ def main(argv=None):
     """Check the ports, start the parts, wait for a stop signal or a death, stop them all."""
     args = parse_args(argv)
     parts = cluster_parts(args)
-    ports = [part.port for part in parts]
+    ports = [port for part in parts for port in part.ports]
     if len(set(ports)) < len(ports):
-        print("cluster.py: the parts need four different ports, not %s" % ports, file=sys.stderr)
+        print("cluster.py: the parts need %d different ports, not %s" % (len(ports), ports), file=sys.stderr)
         return 2
     launcher = Launcher(parts)
     try:
@@ -245,9 +269,10 @@ def run(launcher, args):
         for part in launcher.parts:  # Redis first; HAProxy last, so its first checks find every node up
             launcher.start(part)
         nodes = ", ".join(str(part) for part in launcher.parts if part.name in NODES)
+        bus = "" if args.fanout == "redis" else "; zmq forwarder port %d" % args.forwarder_port
         print(
-            "chatwsgi cluster on http://127.0.0.1:%d (nodes %s; redis port %d; Ctrl-C stops all)"
-            % (args.port, nodes, args.redis_port),
+            "chatwsgi cluster on http://127.0.0.1:%d (nodes %s; redis port %d%s; Ctrl-C stops all)"
+            % (args.port, nodes, args.redis_port, bus),
             flush=True,
         )
         while True:

@@ -58,8 +58,15 @@ def address(server):
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def fanout():
+    """How the cluster fixture's nodes pass live frames: Redis pub/sub here; the live tests
+    run each cluster test with ZeroMQ too (tests/live/conftest.py)."""
+    return "redis"
+
+
+@pytest.fixture
+def cluster(tmp_path, fanout):
     """redis-server, nodes n1 and n2, and HAProxy in front of them; stopped after the test."""
-    running = Cluster(tmp_path)
+    running = Cluster(tmp_path, fanout=fanout)
     yield running
     running.stop()

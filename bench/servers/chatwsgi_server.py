@@ -23,6 +23,7 @@ def parse(argv=None):
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis", default="", help="e.g. redis://127.0.0.1:6379/0 (default: in memory)")
     parser.add_argument("--node", default="", help="this node's name in the cluster")
+    parser.add_argument("--fanout", default=None, help="zmq://HOST:PORT: live frames through a forwarder")
     parser.add_argument("--data", default="", help="a SQLite file for history (default: in memory)")
     return parser.parse_args(argv)
 
@@ -33,7 +34,7 @@ if __name__ == "__main__":
     if options.redis:
         from chatwsgi.backplane.redis import RedisBackplane
 
-        backplane = RedisBackplane(options.redis, options.node or None)
+        backplane = RedisBackplane(options.redis, options.node or None, fanout=options.fanout)
         app = make_app(node=backplane.node, backplane=backplane, **settings)
         backplane.start()
         if backplane.state() != "up":

@@ -59,9 +59,17 @@ class Links:
                 if pubsub is not None:
                     (pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe)(channel)
 
-    def next(self):
-        """(channel, data) of the next message; raises what broke a connection."""
-        item = self.inbox.get()
+    def read_from(self, reader):
+        """Run ``reader(inbox)`` (another bus's, putting (channel, data) in) for this session."""
+        self._readers.append(gevent.spawn(self._read_other, reader))
+
+    def next(self, timeout=None):
+        """(channel, data) of the next message, or None after ``timeout`` seconds; raises what
+        broke a connection."""
+        try:
+            item = self.inbox.get(timeout=timeout)
+        except gevent.queue.Empty:
+            return None
         if isinstance(item, BaseException):
             raise item
         return item
@@ -100,6 +108,12 @@ class Links:
             self.inbox.put(error)
         except Exception as error:  # anything else: the session starts over all the same
             self.inbox.put(redis.ConnectionError("pub/sub reader failed: %r" % error))
+
+    def _read_other(self, reader):
+        try:
+            reader(self.inbox)
+        except Exception as error:  # the session starts over, and repairs what was missed
+            self.inbox.put(redis.ConnectionError("fan-out reader failed: %r" % error))
 
     def _take(self, item):
         kind, channel = item["type"], item["channel"]

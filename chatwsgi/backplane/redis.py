@@ -15,6 +15,13 @@ subscription is down, so a node never trusts it to be complete: a ``sequencing.S
 delivers each room's messages in order, fetching from the stream any it did not receive,
 and every (re)subscription starts by fetching what the node's rooms missed meanwhile.
 
+With ``fanout='zmq://HOST:PORT'`` the rooms' channels are ZeroMQ topics through a
+forwarder instead (``zmq_fanout.ZmqFanout``), off Redis's one core; Redis keeps the rest,
+this node's own channel included. That bus also reorders two nodes' messages, so an early
+one is held for ``holdback`` seconds (``sequencing.Holdback``) before its gap is fetched,
+and the keeper sweeps: a room still behind what Redis stored a beat ago is repaired (the
+bus dropped its last messages, which no later one revealed).
+
 Redis restarted without its data loses every nickname: the ``generation`` key tells.
 The first node to notice makes a new one and, if it knew the old one, opens a grace of
 one node ttl in which only nodes putting back their own members may claim nicknames;
@@ -56,6 +63,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.retry import Retry
 
 from chatwsgi.backplane.links import Links
+from chatwsgi.backplane.zmq_fanout import ZmqFanout
 from chatwsgi.errors import ChatError
 from chatwsgi.metrics import NO_METRICS
 from chatwsgi.rooms import (
@@ -69,7 +77,7 @@ from chatwsgi.rooms import (
     older,
     saw_another_history,
 )
-from chatwsgi.sequencing import GAP, SEEN, Sequencer
+from chatwsgi.sequencing import GAP, SEEN, Holdback, Sequencer
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +141,9 @@ UNREPLICATED = "The message may not be safe yet; send it again (it will not be d
 # The subscriber's connections wait for frames as long as it takes: no read timeout.
 SUBSCRIBER_OPTIONS = {"decode_responses": True, "socket_connect_timeout": 1.0, "retry": Retry(NoBackoff(), 0)}
 DOWN_LOG_SECONDS = 10.0  # while Redis stays away, how often a node says it still is
+# How long a message that came early over ZeroMQ waits for those before it: two nodes'
+# publishes cross within a millisecond or two on one host; the rest is fetched from Redis.
+ZMQ_HOLDBACK_SECONDS = 0.05
 
 
 def shared(method):
@@ -160,7 +171,8 @@ class RedisBackplane:
     """Shared chat state in Redis or a Redis Cluster; fan-out through a channel per room.
 
     ``url``: ``redis://host:port/db`` for one Redis, ``redis-cluster://host:port[,host:port...]``
-    for a Redis Cluster (any of its servers; the client finds the rest).
+    for a Redis Cluster (any of its servers; the client finds the rest). ``fanout``: None
+    (Redis pub/sub) or ``zmq://HOST:PORT``, a forwarder (``python -m chatwsgi.forwarder``).
     """
 
     name = "redis"
@@ -178,6 +190,8 @@ class RedisBackplane:
         retention=None,
         metrics=NO_METRICS,
         wait_ms=None,
+        fanout=None,
+        holdback=None,
     ):
         self.url, self.ttl, self.prefix = url, ttl, prefix
         self.node = node or "%s-%d" % (socket.gethostname(), os.getpid())
@@ -205,6 +219,10 @@ class RedisBackplane:
             )
             self.redis = redis.Redis(connection_pool=pool)
         self._publish = "SPUBLISH" if self.cluster else "PUBLISH"
+        self.fanout = ZmqFanout(fanout) if fanout else None
+        if holdback is None:
+            holdback = ZMQ_HOLDBACK_SECONDS if self.fanout else 0.0  # Redis pub/sub keeps order
+        self.holdback = Holdback(holdback)
         # Acks wait (up to this, ms) for a replica to hold the message, so a failover cannot
         # lose an acked one. On by default on a cluster (whose masters have replicas).
         self.wait_ms = (100 if self.cluster else 0) if wait_ms is None else wait_ms
@@ -246,6 +264,8 @@ class RedisBackplane:
         """Close every connection to Redis (the pool's and the subscriber's)."""
         if self._links is not None:
             self._links.close()
+        if self.fanout is not None:
+            self.fanout.close()
         if self.cluster:
             self.redis.close()
         else:
@@ -372,13 +392,21 @@ class RedisBackplane:
         keys = self._room_keys(name, "seq", "log", "ids", "epoch")
         entry = encode_entry(name, message_id, author, text, ts)
         keep = self.retention
-        args = (entry, ts, keep.shown, keep.seconds, keep.most, self.remembered_ids, self._channel(name))
+        channel = self._channel(name)
+        # On ZeroMQ the script stores and this node publishes (below), past Redis.
+        published = "" if self.fanout else channel
+        args = (entry, ts, keep.shown, keep.seconds, keep.most, self.remembered_ids, published)
         id_key = "%d:%s%s" % (len(author), author.casefold(), message_id)  # unambiguous
         args = (*args, self.new_epoch(), id_key, self._publish, "1" if self.wait_ms else "")
         if not self.wait_ms:
             seq, created = self._run("post", keys, *args)
         else:
             seq, created = self._post_replicated(keys, args)
+        if created and self.fanout is not None:
+            # Published after it is stored, so a node that sees a later seq first finds this one
+            # in Redis. A retry (not created) publishes nothing: a node that missed the first
+            # publish (this one died before it) finds the message by its sweep.
+            self.fanout.publish(channel, "m%d %s" % (seq, entry))
         return Message(name, seq, message_id, author, text, ts), bool(created)
 
     def _post_replicated(self, keys, args):
@@ -441,9 +469,11 @@ class RedisBackplane:
     @shared
     def publish(self, name, frame, exclude=None):
         """Deliver a frame to the room's members on every node but ``exclude``."""
-        self.redis.execute_command(
-            self._publish, self._channel(name), "f%s %s %s" % (name, exclude or "", frame)
-        )
+        data = "f%s %s %s" % (name, exclude or "", frame)
+        if self.fanout is not None:
+            self.fanout.publish(self._channel(name), data)
+        else:
+            self.redis.execute_command(self._publish, self._channel(name), data)
 
     # --- the subscriber --------------------------------------------------------------------
 
@@ -453,13 +483,21 @@ class RedisBackplane:
             links = self._links = self._new_links()
             try:
                 links.listen(self.node_channel)
-                for room in sorted(self._watched):  # a room watched meanwhile is added by _watch
-                    links.add(self._channel(room))
+                if self.fanout is not None:  # its subscriptions outlive a Redis outage
+                    links.read_from(self.fanout.read_into)
+                else:
+                    for room in sorted(self._watched):  # a room watched meanwhile is added by _watch
+                        links.add(self._channel(room))
                 # Subscribed: what arrives from now on queues up behind what was missed.
                 self._repair_rooms()
                 delay = 0.1
                 while True:
-                    self._dispatch(*links.next())
+                    item = links.next(timeout=self.holdback.wait(time.monotonic()))
+                    if item is not None:
+                        self._dispatch(*item)
+                    for room in self.holdback.due(time.monotonic()):
+                        with self._room_errors_logged(room):
+                            self._release_held(room)
             except (redis.RedisError, RedisClusterException) as error:
                 self._went_down(error)
             finally:
@@ -488,6 +526,11 @@ class RedisBackplane:
         if room in self._watched:
             return
         self._watched.add(room)
+        if self.fanout is not None:
+            # Asynchronous: a message published before the subscription reaches its publisher
+            # is lost to this node, and found by the next one's gap or by the sweep.
+            self.fanout.subscribe(self._channel(room))
+            return
         links = self._links
         if links is not None:
             try:
@@ -499,6 +542,10 @@ class RedisBackplane:
         """Nobody here is in ``room`` any more: no work for it on this node."""
         self._watched.discard(room)
         self.sequencer.forget(room)
+        self.holdback.drop(room)
+        if self.fanout is not None:
+            self.fanout.unsubscribe(self._channel(room))
+            return
         links = self._links
         if links is not None:
             try:
@@ -513,7 +560,9 @@ class RedisBackplane:
 
     def _dispatch(self, channel, data):
         try:
-            if data[0] == "m":
+            if channel is None:  # the keeper's sweep: rooms left behind what Redis stored
+                self._repair_rooms(data, "the sweep found late")
+            elif data[0] == "m":
                 self._receive(decode_published(data[1:]))
             elif data[0] == "f":
                 room, exclude, frame = data[1:].split(" ", 2)
@@ -535,9 +584,24 @@ class RedisBackplane:
         if verdict is SEEN:
             return
         if verdict is GAP:
+            if self.holdback.window:  # those before it may be a moment behind: wait for them
+                self.holdback.hold(room, message.seq, message, time.monotonic())
+                return
             with self._room_errors_logged(room):  # broken keys: deliver what arrived
                 self._fill_gap(room, message.seq)
         self._deliver(message)
+        for held in self.holdback.take(room, message.seq + 1):  # those it was the gap of
+            self._deliver(held)
+
+    def _release_held(self, room):
+        """Deliver the room's held messages, fetching from Redis those still missing."""
+        for message in self.holdback.drop(room):
+            verdict = self.sequencer.offer(room, message.seq)
+            if verdict is SEEN:
+                continue
+            if verdict is GAP:
+                self._fill_gap(room, message.seq)
+            self._deliver(message)
 
     @staticmethod
     @contextlib.contextmanager
@@ -563,16 +627,20 @@ class RedisBackplane:
         else:
             log.info("room %s: delivered %d messages pub/sub dropped", room, len(missed))
 
-    def _repair_rooms(self):
-        """Deliver what each followed room with members here missed while unsubscribed."""
-        for room in self.sequencer.rooms():
+    def _repair_rooms(self, rooms=None, why="missed while unsubscribed"):
+        """Deliver what each followed room with members here (or each of ``rooms``) missed."""
+        for room in self.sequencer.rooms() if rooms is None else rooms:
+            if self.sequencer.position(room) is None:  # forgotten since the sweep looked
+                continue
             if not self.listener.receives(room):
                 self.sequencer.forget(room)
+                self.holdback.drop(room)
                 continue
             with self._room_errors_logged(room):  # broken keys: the other rooms still get theirs
-                self._repair_room(room)
+                self._repair_room(room, why)
+                self._release_held(room)
 
-    def _repair_room(self, room):
+    def _repair_room(self, room, why):
         known_epoch, last = self.sequencer.position(room)
         epoch, last_seq, _, entries = self._stored_from(room, last + 1, REPAIR_MOST)
         if known_epoch not in (None, epoch) or last > last_seq:  # Redis lost the room
@@ -581,7 +649,7 @@ class RedisBackplane:
         for message in decode_stream(entries):
             self._deliver(message, epoch)
         if entries:
-            log.info("room %s: delivered %d messages missed while unsubscribed", room, len(entries))
+            log.info("room %s: delivered %d messages %s", room, len(entries), why)
 
     def _deliver(self, message, epoch=None):
         self.sequencer.delivered(message.room, message.seq, epoch)
@@ -615,9 +683,23 @@ class RedisBackplane:
         else:
             self._check_generation()
         self._unwatch_empty_rooms()
+        if self.fanout is not None:
+            self._sweep()
         if self._clock() - self._up_since >= self.ttl:
             # Only after a full ttl up: every live node has refreshed its key by then.
             self._reap_dead_nodes()
+
+    def _sweep(self):
+        """Have the subscriber repair the rooms still behind what Redis stored a beat ago."""
+        rooms = self.sequencer.rooms()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.get(self._room_key(room, "seq"))
+            stored = {room: int(seq) for room, seq in zip(rooms, pipe.execute(), strict=True) if seq}
+        late = self.sequencer.overdue(stored)
+        links = self._links
+        if late and links is not None:
+            links.inbox.put((None, late))
 
     def _came_up(self):
         self._up, self._up_since = True, self._clock()

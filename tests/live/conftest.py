@@ -24,6 +24,12 @@ def clients():
         client.close()
 
 
+@pytest.fixture(params=["redis", "zmq"])
+def fanout(request):
+    """Each cluster test with both buses: Redis pub/sub, and ZeroMQ through a forwarder."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):
     """A redis-server with deploy/redis.conf, shared by a module's tests."""

@@ -14,8 +14,8 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.support.chatting import wait_until
-from tests.support.cluster import ROOT, free_port
+from tests.support.chatting import chatter, wait_until
+from tests.support.cluster import ROOT, free_port, free_ports_in_a_row
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -24,11 +24,7 @@ LAUNCHER = ROOT / "deploy" / "cluster.py"
 
 def three_free_ports():
     """A port whose next two are free as well (the launcher's nodes take them)."""
-    for _ in range(50):
-        base = free_port()
-        if base + 2 < 65536 and all(_free(base + n) for n in (1, 2)):
-            return base
-    raise RuntimeError("no three free ports in a row")
+    return free_ports_in_a_row(3)
 
 
 def held_port(busy):
@@ -120,7 +116,7 @@ def alive(pid, started):
 class Launcher:
     """``python deploy/cluster.py`` on its own ports; its output read with deadlines."""
 
-    def __init__(self, data, port=None, redis_port=None):
+    def __init__(self, data, port=None, redis_port=None, fanout="redis"):
         self.port = port or three_free_ports()
         self.redis_port = redis_port or redis_port_beside(self.port)
         self.ports = {
@@ -129,9 +125,14 @@ class Launcher:
             "n2": self.port + 2,
             "redis": self.redis_port,
         }
+        bus = ["--fanout", fanout]
+        if fanout == "zmq":
+            self.ports["forwarder"] = free_ports_in_a_row(2)
+            self.ports["forwarder's subscribers"] = self.ports["forwarder"] + 1
+            bus += ["--forwarder-port", str(self.ports["forwarder"])]
         self.process = subprocess.Popen(
             [sys.executable, str(LAUNCHER), "--port", str(self.port)]
-            + ["--redis-port", str(self.redis_port), "--data", str(data)],
+            + ["--redis-port", str(self.redis_port), "--data", str(data), *bus],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -161,7 +162,7 @@ class Launcher:
         for pid, (started, command) in children.items():
             name = next((n for n, marker in NAMES.items() if marker in command), command)
             by_name[name] = (pid, started)
-        assert set(by_name) == {"redis", "n1", "n2", "haproxy"}, children
+        assert set(by_name) == {"redis", "n1", "n2", "haproxy"} | ({"forwarder"} & set(self.ports)), children
         return by_name
 
     def finish(self, timeout=30):
@@ -192,6 +193,7 @@ class Launcher:
 
 # How each part's command line is recognised.
 NAMES = {"redis": "redis-server", "n1": "--node n1", "n2": "--node n2", "haproxy": "haproxy"}
+NAMES["forwarder"] = "chatwsgi.forwarder"
 
 
 @pytest.fixture
@@ -267,7 +269,7 @@ def test_a_redis_port_among_the_nodes_ports_is_refused(tmp_path, launchers):
     launcher = Launcher(tmp_path / "data", port, port + 1)
     launchers.append(launcher)
     assert launcher.finish() == 2
-    assert "the parts need four different ports" in launcher.text()
+    assert "the parts need 4 different ports" in launcher.text()
     assert "+ " not in launcher.text()
 
 
@@ -303,3 +305,24 @@ def test_a_signal_during_start_up_stops_what_started_and_starts_nothing_more(tmp
     assert "chatwsgi cluster on" not in launcher.text()
     wait_until(lambda: processes_of(launcher) == [], timeout=10)
     wait_until(lambda: all(_free(port) for port in launcher.ports.values()), timeout=10)
+
+
+def test_fanout_zmq_chats_through_a_forwarder_it_starts_and_stops(tmp_path, launchers):
+    launcher = Launcher(tmp_path, fanout="zmq")
+    launchers.append(launcher)
+    parts = launcher.up()
+    assert "zmq forwarder port %d" % launcher.ports["forwarder"] in launcher.text()
+    address = ("127.0.0.1", launcher.port)
+    ann, bob = chatter(address, "ann"), chatter(address, "bob")
+    try:
+        assert ann.cookie != bob.cookie  # one on each node
+        assert ann.call("message", {"room": "lobby", "id": "m1", "text": "across"})["ok"]
+        wait_until(lambda: [a[0]["text"] for a in bob.events("message")] == ["across"])
+    finally:
+        ann.close()
+        bob.close()
+    os.kill(parts["forwarder"][0], signal.SIGKILL)
+    assert launcher.finish() == 1
+    said = "forwarder (port %d) exited (killed by SIGKILL)" % launcher.ports["forwarder"]
+    assert said in launcher.text() and "every part stopped" in launcher.text()
+    assert_all_gone(launcher, parts)

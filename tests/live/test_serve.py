@@ -96,6 +96,18 @@ def test_bad_flags_get_a_usage_error_not_a_traceback():
     assert "--transports takes some of websocket,xhr-polling,jsonp-polling, not htmlfile" in refusal
 
 
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--fanout", "zmq://127.0.0.1"], "a fan-out bus is zmq://HOST:PORT, not 'zmq://127.0.0.1'"),
+        (["--fanout", "amqp://127.0.0.1:5560"], "--fanout takes redis or zmq://HOST:PORT"),
+        (["--fanout", "zmq://127.0.0.1:5560"], "needs --redis (Redis keeps the sequence numbers)"),
+    ],
+)
+def test_a_fanout_bus_that_cannot_work_is_refused(flags, said):
+    assert said in usage_error(*flags)
+
+
 def test_liveness_flags_and_environment_reach_the_handshake():
     server = ServeProcess("--heartbeat-timeout", "30", env={"CHATWSGI_CLOSE_TIMEOUT": "12"})
     try:

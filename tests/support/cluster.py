@@ -6,10 +6,12 @@ the fixture that made it.
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import redis
@@ -189,6 +191,68 @@ class RedisClusterServers:
             process.wait(10)
 
 
+def free_ports_in_a_row(count=2):
+    """The first of ``count`` ports in a row that nothing listens on (a forwarder binds two,
+    make cluster's balancer and nodes three): picked below the ephemeral range, where
+    outgoing connections (the kernel's picks) never take the ones after it."""
+    chooser = random.Random()
+    for _ in range(200):
+        port = chooser.randrange(20000, 32000)
+        probes = [socket.socket() for _ in range(count)]
+        try:
+            for offset, probe in enumerate(probes):
+                probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return port
+    raise AssertionError("no %d free ports in a row" % count)
+
+
+class Forwarder:
+    """``python -m chatwsgi.forwarder`` on a fixed pair of ports (restartable there); its
+    ``url`` is what nodes take as ``--fanout``."""
+
+    def __init__(self):
+        self.port = free_ports_in_a_row(2)
+        self.url = "zmq://127.0.0.1:%d" % self.port
+        self.process = None
+        self.start()
+
+    def start(self):
+        """Start (again, on the same ports) and wait until it says it forwards."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chatwsgi.forwarder", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        line = self.process.stdout.readline().decode()
+        assert line.startswith("forwarding on"), line + self.process.stdout.read().decode()
+
+    def kill(self):
+        """SIGKILL: the forwarder dies at once, with whatever it had queued."""
+        self.process.kill()
+        self.process.wait(10)
+        self.process.stdout.close()
+
+    def stop(self):
+        """SIGTERM and wait (SIGKILL after 10 s, and fail); return its exit status."""
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()
+                self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise
+        finally:
+            self.process.stdout.close()
+        return self.process.returncode
+
+
 class HAProxy:
     """haproxy -db with deploy/haproxy.cfg in front of ``nodes`` ((host, port) of n1, n2)."""
 
@@ -266,12 +330,16 @@ NODE_FLAGS = ()  # the defaults: 15 messages shown on a join, 2 minutes kept for
 
 class Cluster:
     """redis-server (or a Redis Cluster, ``redis_cluster``), nodes n1 and n2, and HAProxy
-    (deploy/haproxy.cfg) in front of them."""
+    (deploy/haproxy.cfg) in front of them; with ``fanout='zmq'``, a ZeroMQ forwarder the
+    nodes' live frames go through."""
 
-    def __init__(self, directory, redis_cluster=False, extra=()):
-        self.clients, self.nodes, self.lb = [], [], None
+    def __init__(self, directory, redis_cluster=False, extra=(), fanout="redis"):
+        self.clients, self.nodes, self.lb, self.forwarder = [], [], None, None
         self.redis = RedisClusterServers(directory) if redis_cluster else RedisServer(directory)
         try:
+            if fanout == "zmq":
+                self.forwarder = Forwarder()
+                extra = ("--fanout", self.forwarder.url, *extra)
             self.nodes = [Node(name, self.redis.url, TTL, extra=NODE_FLAGS + extra) for name in ("n1", "n2")]
             self.lb = HAProxy([node.address for node in self.nodes])
         except Exception:
@@ -293,6 +361,8 @@ class Cluster:
         for client in self.clients:
             client.close()
         parts = ([self.lb] if self.lb is not None else []) + self.nodes + [self.redis]
+        if self.forwarder is not None:
+            parts.append(self.forwarder)
         errors = []
         for part in parts:
             try:

@@ -1,6 +1,7 @@
 -- KEYS {room}:seq, {room}:log, {room}:ids, {room}:epoch (one hash tag: one slot). ARGV
 -- message JSON without seq, ts, shown, seconds, most, ids remembered, channel, new
 -- epoch, (author, id) key, publish command (PUBLISH or SPUBLISH), '1' if a WAIT follows.
+-- An empty channel: the caller publishes (a fan-out bus outside Redis).
 -- Returns {seq, created}.
 --
 -- Retention: at most ``most`` entries; past ``shown`` ones, those older than ``seconds``
@@ -36,5 +37,5 @@ end
 redis.call('ZADD', KEYS[3], seq, ARGV[9])
 local window = math.max(kept, tonumber(ARGV[6]))
 if seq > window then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', seq - window) end
-redis.call(ARGV[10], ARGV[7], 'm' .. seq .. ' ' .. ARGV[1])
+if ARGV[7] ~= '' then redis.call(ARGV[10], ARGV[7], 'm' .. seq .. ' ' .. ARGV[1]) end
 return {seq, 1}

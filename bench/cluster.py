@@ -58,6 +58,7 @@ BASELINE = "1 node, local"
 FIGURES = [
     ("deliveries_per_second", "deliveries/s"),
     ("server_cpu_us_per_delivery", "server CPU µs/delivery"),
+    ("single_cpu_us_per_delivery", "one at a time: server CPU µs/delivery"),
     ("latency_p50_ms", "p50 ms"),
     ("latency_p99_ms", "p99 ms"),
     ("ack_p50_ms", "ack p50 ms"),
@@ -68,7 +69,7 @@ FIGURES = [
     ("connect_seconds", "connect s"),
 ]
 RATIOS = {"deliveries_per_second", "server_cpu_us_per_delivery", "latency_p50_ms", "latency_p99_ms"}
-RATIOS |= {"ack_p50_ms", "connect_seconds"}
+RATIOS |= {"ack_p50_ms", "connect_seconds", "single_cpu_us_per_delivery"}
 
 
 class Lines:
@@ -326,6 +327,11 @@ def figures(config, options, share, phases, held, snapshots, connected):
 
     # Every receiver of the other process got every broadcast of fan-out and latency.
     expected = share * (messages + (latency.get("broadcasts") or 0))
+    # The latency phase, one broadcast at a time (between the fan-out's end and the ack's start):
+    # each message written to every client on its own, as a quiet chat's are.
+    single = snapshots["quiet"]["cpu"]
+    single_cpu = sum(single[label] - after["cpu"][label] for label in single if label.startswith("node-"))
+    single_deliveries = (latency.get("broadcasts") or 0) * (options.clients + 1)
     core1 = cpu["loadgen"] + cpu["helper"] + cpu["redis"] + cpu.get("forwarder", 0.0)
     forwarder_cpu = cpu.get("forwarder")
     # What one core each for Redis and the forwarder could take, at these costs per message.
@@ -337,6 +343,7 @@ def figures(config, options, share, phases, held, snapshots, connected):
         "connect_seconds": round(connected["connect_seconds"], 2),
         "deliveries_per_second": fanout.get("deliveries_per_second"),
         "server_cpu_us_per_delivery": round(node_cpu / max(fanout["delivered"], 1) * 1e6, 3),
+        "single_cpu_us_per_delivery": round(single_cpu / max(single_deliveries, 1) * 1e6, 3),
         "latency_p50_ms": latency.get("p50_ms"),
         "latency_p99_ms": latency.get("p99_ms"),
         "broadcasts": latency.get("broadcasts"),
@@ -416,6 +423,9 @@ def markdown(summary, record):
         "How to read it: *deliveries/s* and *server CPU µs/delivery* are over the fan-out phase",
         "(%d messages sent back to back; CPU of every node from `/proc/<pid>/task/*/schedstat`)."
         % record["messages"],
+        "*one at a time: server CPU µs/delivery* is the nodes' CPU over the latency phase (the",
+        "broadcasts below, one at a time, with 10 ms between them) per delivery: no message shares",
+        "a write with the next, as in a quiet chat, and through Redis as in memory.",
         "*p50/p99* are per broadcast, one at a time, from sending to the last recipient of the",
         "measuring load generator (N/2 clients plus the sender). *ack p50* is emit to ack for the",
         "sender alone in a room: the ack follows the store, so the difference to `%s`" % BASELINE,

@@ -4,7 +4,8 @@ Two implementations with one interface, held to one contract (tests/live/test_ba
 
 - ``local.LocalBackplane``: one process, pure, in memory (history optionally in SQLite);
 - ``redis.RedisBackplane``: nodes sharing a Redis (or a Redis Cluster), Lua scripts in
-  ``scripts/*.lua``, pub/sub fan-out, node heartbeats, repair of what pub/sub dropped.
+  ``scripts/*.lua``, pub/sub fan-out (``links.py``) or ZeroMQ fan-out through a forwarder
+  (``zmq_fanout.py``), node heartbeats, repair of what the bus dropped.
 
 What every backplane provides (owners are connection ids, unique across a cluster):
 

@@ -20,10 +20,10 @@ CHANNEL = "chatwsgi:{room:%s}:fanout"
 
 
 @pytest.fixture
-def sharded(tmp_path):
+def sharded(tmp_path, fanout):
     """A Redis Cluster, nodes n1 and n2 on it, and HAProxy; stopped after the test."""
     # Acks wait up to a second for a replica: a loaded test machine still acks.
-    running = Cluster(tmp_path, redis_cluster=True, extra=("--redis-wait-ms", "1000"))
+    running = Cluster(tmp_path, redis_cluster=True, extra=("--redis-wait-ms", "1000"), fanout=fanout)
     yield running
     running.stop()
 
@@ -47,6 +47,7 @@ def rooms_on_every_master(servers, count=3):
     raise AssertionError("rooms do not spread over %d masters" % count)
 
 
+@pytest.mark.parametrize("fanout", ["redis"])  # shard channels: Redis pub/sub's
 def test_rooms_on_every_shard_and_only_subscribed_where_members_are(sharded):
     servers = sharded.redis
     alice, bob = sharded.chatter("alice"), sharded.chatter("bob")

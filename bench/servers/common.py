@@ -6,6 +6,7 @@ import resource
 import signal
 import sys
 
+import debughook
 import gevent
 
 
@@ -28,6 +29,7 @@ def serve(server):
     # Handlers first: SIGUSR1's default action would end a server that said "ready" too soon.
     gevent.signal_handler(signal.SIGUSR1, lambda: gevent.spawn(collect))
     gevent.signal_handler(signal.SIGTERM, stopping.set)
+    debughook.install(server)  # SIGUSR2: a memory probe, only with CHATWSGI_DEBUG_DIR set
     server.start()
     gc.collect()
     gc.freeze()  # as serve.py does once it serves

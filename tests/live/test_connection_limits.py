@@ -190,6 +190,18 @@ def test_a_flood_of_handshakes_pushes_out_its_own_not_the_next_user(server, addr
     assert http(address, "GET", attack[0].transport_path()).status == 400
 
 
+def test_a_wave_that_left_leaves_no_session_id_behind_once_compacted(server, address, faults):
+    wave = [chatter(address, "w%d" % n, room=None) for n in range(30)]
+    for client in wave:
+        client.close()
+    wait_until(lambda: not server.sockets)
+    # Ids of handshakes stay in ``pending`` until it looks full (a pass per ``limit``
+    # handshakes): after a wave of thousands they pinned the allocator's arenas.
+    assert {client.session_id for client in wave} <= set(server.pending)
+    server.compact()  # what the tender does once a wave has left, before it hands memory back
+    assert server.pending == {} and server.sockets == {}
+
+
 # --- the connection limit and its reserve ------------------------------------------------------
 
 CROWD = {"max_connections": 50, "reserved_connections": 5, "request_timeout": 5.0}

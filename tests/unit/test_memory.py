@@ -19,3 +19,10 @@ def test_small_servers_trim_after_a_thousand_left():
 
 def test_release_free_memory_works_on_this_machine():
     assert release_free_memory() is True  # glibc (Debian)
+
+
+def test_the_tail_of_a_wave_is_trimmed_once_it_stops_falling():
+    policy = TrimPolicy(least=1000)
+    assert [policy.should_trim(n) for n in (19001, 9000, 600, 300)] == [False, True, True, False]
+    assert policy.should_trim(300) is True  # steady: the last 300 departures are trimmed
+    assert [policy.should_trim(n) for n in (300, 5000, 4990, 4990)] == [False] * 4

@@ -9,8 +9,15 @@ epoll drained by a single watcher in the hub (``Receivers``), so a delivery cost
 generator a read, not a greenlet's wake-up. Prints one JSON object with the measurements. Options for a
 cluster (bench/cluster.py): ``--sender-port`` puts the sender on another node than the receivers,
 the ``ack`` scenario times emit-to-ack, ``--report-on-stdin`` lets a receivers-only process
-tell its delivery count. Try:
+tell its delivery count. With ``--rooms R`` every client joins one of R rooms (``join``,
+acked, for every protocol) and reads through the epoll loop: the ``steady`` scenario has random
+members send at each of ``--steps`` rates, their text carrying a send timestamp at a fixed
+offset after a marker (``STAMP``) that the receivers parse without decoding the frame;
+``--window W`` keeps at most W clients connecting at once (the reconnect storm: the
+``connected`` report gives joins/s and the server's CPU per join). Try:
   python bench/loadgen.py --protocol sio09 --port 8080 --clients 100 --messages 10
+  python bench/loadgen.py --protocol sio09 --port 8080 --clients 500 --rooms 5 --window 500 \
+      --scenarios steady --steps 10,50 --step-seconds 3
 """
 
 from gevent import monkey
@@ -21,6 +28,7 @@ import argparse  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import random  # noqa: E402
 import resource  # noqa: E402
 import select  # noqa: E402
 import socket  # noqa: E402
@@ -30,6 +38,7 @@ import time  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
+from gevent.pool import Pool  # noqa: E402
 
 PAYLOAD_TEXT = "x" * 96  # with the envelope, a ~130-byte chat frame
 RUN_ID = "r%d%d" % (os.getpid(), time.time())  # message ids are stored once per author: keep runs apart
@@ -38,6 +47,27 @@ MARKERS = {"sio09": b'"message"', "naive": b'"chat"', "sio5": b'"chat"'}
 # Heartbeats: the server's ping payload and the client's answer, a zero-masked text frame.
 PINGS = {"sio09": (b"2::", b"\x81\x83\0\0\0\0" + b"2::"), "sio5": (b"2", b"\x81\x81\0\0\0\0" + b"3")}
 EPOLL = monkey.get_original("select", "epoll")  # patch_all removes select.epoll: it would block
+# steady: a message's text is STAMP, its send time (CLOCK_MONOTONIC, µs, 16 digits), padding.
+STAMP = b"~T"
+STAMP_DIGITS = 16
+BUCKET_US = 100  # latency histogram: 100 µs buckets up to 10 s, the last one holds the rest
+BUCKETS = 100_000
+
+
+def now_us():
+    return time.monotonic_ns() // 1000
+
+
+def stamped_text():
+    """A chat text of PAYLOAD_TEXT's length holding the send time right after STAMP."""
+    head = "%s%0*d" % (STAMP.decode(), STAMP_DIGITS, now_us())
+    return head + PAYLOAD_TEXT[len(head) :]
+
+
+def room_name(number):
+    """Room ``number`` of ``--rooms``; room 0 is chatwsgi's default room, which always exists
+    and counts towards its 1,000-room limit (the peers take any name)."""
+    return "lobby" if number == 0 else "r%d" % number
 
 
 def raise_open_files():
@@ -52,6 +82,16 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def core_busy_seconds(core):
+    """Seconds core ``core`` was busy (not idle or iowait) since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith("cpu%d " % core):
+                ticks = [int(x) for x in line.split()[1:]]
+                return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def own_cpu_seconds():
@@ -136,6 +176,8 @@ class Client:
         self.conn = None
         self.acks = None  # the ack scenario's sender: ack id -> (arrival time, ok)
         self.acked = Event()
+        self.rooms = options.rooms  # 0: the historical single room ("bench"; none for the peers)
+        self.room = room_name(index % options.rooms) if options.rooms else "bench"
 
     def open(self):
         port = self.port
@@ -148,7 +190,8 @@ class Client:
             self.conn.send("1::/chat")
             if not self.options.naive:
                 self.conn.send('5:1+:/chat:{"name":"nickname","args":[{"nickname":"b%d"}]}' % self.index)
-                self.conn.send('5:2+:/chat:{"name":"join","args":[{"room":"bench"}]}')
+            if self.rooms or not self.options.naive:
+                self.conn.send('5:2+:/chat:{"name":"join","args":[{"room":"%s"}]}' % self.room)
         if self.receivers is None:
             gevent.spawn(self.read)
             if not self.ready.wait(60):
@@ -171,31 +214,44 @@ class Client:
 
     def handle(self, payload):
         """One frame's payload: count a delivery, answer a heartbeat, note readiness or an ack."""
-        if MARKERS["naive" if self.options.naive else self.options.protocol] in payload:
+        marker = STAMP if self.rooms else MARKERS["naive" if self.options.naive else self.options.protocol]
+        if marker in payload:
             self.counter.delivered()
         elif self.options.protocol == "sio5":
             if payload == b"2":
                 self.conn.send("3")
             elif payload.startswith(b"40"):
-                self.ready.set()
+                if self.rooms:  # join once the namespace is open (node drops earlier events)
+                    self.conn.send('421["join",{"room":"%s"}]' % self.room)
+                else:
+                    self.ready.set()
+            elif payload.startswith(b"431"):
+                self.ready.set()  # the join's ack
         elif payload == b"2::":
             self.conn.send("2::")
-        elif payload.startswith(b"6::/chat:2+") or (self.options.naive and payload == b"1::/chat"):
+        elif payload.startswith(b"6::/chat:2+") or (
+            self.options.naive and not self.rooms and payload == b"1::/chat"
+        ):
+            if b'"ok":false' in payload:
+                self.counter.join_failures += 1  # refused (e.g. Redis unavailable): counted, not retried
+                self.counter.refused(payload)
             self.ready.set()  # the join's ack (or, for the baseline, the namespace connect)
+        elif payload.startswith(b"6::/chat:1+") and b'"ok":false' in payload:
+            self.counter.refused(payload)  # the nickname: its join is refused too, and counted
         elif self.acks is not None and payload.startswith(b"6::/chat:"):
             self.acks[payload[9 : payload.find(b"+", 9)]] = (time.perf_counter(), b'"ok":true' in payload)
             self.acked.set()
 
-    def emit_chat(self, number, room="bench"):
-        """Send one chat message (the sender's job); ``room`` only for chatwsgi."""
+    def emit_chat(self, number, room="bench", text=PAYLOAD_TEXT):
+        """Send one chat message; ``room`` only for chatwsgi (the peers know the sender's room)."""
         if self.options.protocol == "sio5":
-            self.conn.send('42["chat",{"n":%d,"t":"%s"}]' % (number, PAYLOAD_TEXT))
+            self.conn.send('42["chat",{"n":%d,"t":"%s"}]' % (number, text))
         elif self.options.naive:
-            self.conn.send('5::/chat:{"name":"chat","args":[{"n":%d,"t":"%s"}]}' % (number, PAYLOAD_TEXT))
+            self.conn.send('5::/chat:{"name":"chat","args":[{"n":%d,"t":"%s"}]}' % (number, text))
         else:
             self.conn.send(
                 '5:%d+:/chat:{"name":"message","args":[{"room":"%s","id":"%s-%d","text":"%s"}]}'
-                % (number + 10, room, RUN_ID, next(MESSAGE_NUMBERS), PAYLOAD_TEXT)
+                % (number + 10, room, RUN_ID, next(MESSAGE_NUMBERS), text)
             )
 
     def wait_ack(self, ack_id, timeout):
@@ -239,8 +295,11 @@ class Receivers:
 
     def __init__(self, options, counter):
         self.counter = counter
-        self.marker = MARKERS["naive" if options.naive else options.protocol]
+        self.marker = STAMP if options.rooms else MARKERS["naive" if options.naive else options.protocol]
         self.ping, self.pong = PINGS[options.protocol]
+        # steady: a latency histogram (BUCKET_US buckets) filled from each delivery's stamp
+        self.histogram = None
+        self.now = 0  # when the data being walked was read, µs
         self.epoll = EPOLL()
         self.buffers = {}  # fd -> the bytes of an incomplete frame (b"" when none)
         self.sockets = {}  # fd -> socket: keeps it open while registered
@@ -260,10 +319,12 @@ class Receivers:
 
     def drain(self):
         """In the hub, when the epoll fd is readable: read every ready socket (up to BATCH)."""
-        buffers, read, delivered = self.buffers, os.read, 0
+        buffers, read, delivered, stamped = self.buffers, os.read, 0, self.histogram is not None
         for fd, _ in self.epoll.poll(0, self.BATCH):
             try:
                 data = read(fd, 65536)
+                if stamped:
+                    self.now = now_us()
             except BlockingIOError:
                 continue
             except OSError:
@@ -299,8 +360,13 @@ class Receivers:
             if data[pos] & 0x0F == 8:  # a close frame: read no further, as the greenlet reader
                 self.drop(fd)
                 return delivered
-            if find(marker, start, stop) >= 0:
+            at = find(marker, start, stop)
+            if at >= 0:
                 delivered += 1
+                if self.histogram is not None:
+                    at += len(marker)
+                    waited = (self.now - int(data[at : at + STAMP_DIGITS])) // BUCKET_US
+                    self.histogram[waited if 0 <= waited < BUCKETS else BUCKETS - 1] += 1
             elif size == len(ping) and data.startswith(ping, start) and not self.answer(fd):
                 return delivered
             pos = stop
@@ -333,8 +399,14 @@ class Counter:
     def __init__(self):
         self.count = 0
         self.closed = 0
+        self.join_failures = 0
+        self.join_failure = None  # the first refused nickname's or join's ack, as a sample
         self.target = None
         self.reached = Event()
+
+    def refused(self, payload):
+        if self.join_failure is None:
+            self.join_failure = payload[:200].decode("utf-8", "replace")
 
     def delivered(self):
         self.add(1)
@@ -353,15 +425,24 @@ class Counter:
 
 
 def connect_all(options, counter):
-    count = options.clients + (0 if options.receivers_only else 1)
-    receivers = Receivers(options, counter)
+    # With rooms, exactly --clients members and no separate sender (random members send).
+    count = options.clients + (0 if options.receivers_only or options.rooms else 1)
+    receivers = counter.receivers = Receivers(options, counter)
     # Every client reads through ``receivers`` once ready, except the sender (clients[0]).
     clients = [
-        Client(options, options.first_index + i, counter, receivers if i or options.receivers_only else None)
+        Client(
+            options,
+            options.first_index + i,
+            counter,
+            receivers if i or options.receivers_only or options.rooms else None,
+        )
         for i in range(count)
     ]
     if options.sender_port and not options.receivers_only:
         clients[0].port = options.sender_port  # the sender on another node than its receivers
+    if options.window:  # a sliding window: at most ``window`` clients connecting at any moment
+        Pool(options.window).map(Client.open, clients)
+        return clients[0], clients
     for start in range(0, len(clients), options.batch):
         batch = clients[start : start + options.batch]
         gevent.joinall([gevent.spawn(c.open) for c in batch], raise_error=True)
@@ -372,11 +453,25 @@ def run(options):
     """Connect everyone, then run the scenarios in order; one JSON line per phase."""
     raise_open_files()
     counter = Counter()
-    started = time.monotonic()
+    server_cpu, own_cpu, started = cpu_seconds(options.server_pid), own_cpu_seconds(), time.monotonic()
     sender, clients = connect_all(options, counter)
+    joined = time.monotonic() - started  # every client connected and joined (the storm's figure)
+    server_cpu, own_cpu = cpu_seconds(options.server_pid) - server_cpu, own_cpu_seconds() - own_cpu
     receivers = len(clients)  # the sender receives its own broadcast too
     gevent.sleep(options.settle)
-    report({"phase": "connected", "clients": options.clients, "connect_seconds": elapsed_since(started)})
+    report(
+        {
+            "phase": "connected",
+            "clients": options.clients,
+            "connect_seconds": elapsed_since(started),
+            "joined_seconds": round(joined, 3),
+            "joins_per_second": round(len(clients) / joined, 1),
+            "server_cpu_us_per_join": round(server_cpu / len(clients) * 1e6, 1),
+            "loadgen_core_share": round(own_cpu / joined, 3),
+            "join_failures": counter.join_failures,
+            "join_failure_sample": counter.join_failure,
+        }
+    )
     if options.wait_stdin:
         sys.stdin.readline()  # the orchestrator reads the server's memory, then releases us
     if options.receivers_only and options.report_on_stdin:
@@ -389,9 +484,9 @@ def run(options):
         # One of several load generator processes: hold the receivers until stopped.
         while True:
             gevent.sleep(60)
-    for scenario in options.scenarios.split(","):
+    for scenario in filter(None, options.scenarios.split(",")):  # "": connect only (the storm)
         counter.count = 0
-        result = SCENARIOS[scenario](options, sender, counter, receivers)
+        result = SCENARIOS[scenario](options, sender, counter, receivers, clients)
         report(dict(result, phase=scenario, clients=options.clients))
         gevent.sleep(options.settle)
 
@@ -404,7 +499,7 @@ def elapsed_since(started):
     return round(time.monotonic() - started, 2)
 
 
-def fanout(options, sender, counter, receivers):
+def fanout(options, sender, counter, receivers, clients):
     """B messages sent at ``rate``; server CPU per delivery until all are delivered."""
     target = receivers * options.messages
     server_cpu, own_cpu, started = cpu_seconds(options.server_pid), own_cpu_seconds(), time.monotonic()
@@ -429,7 +524,7 @@ def fanout(options, sender, counter, receivers):
     }
 
 
-def latency(options, sender, counter, receivers):
+def latency(options, sender, counter, receivers, clients):
     """One message at a time: time from send to the last of all recipients, and the server's
     CPU per delivery when each broadcast goes out alone (not corked with others)."""
     samples, own_cpu, started = [], own_cpu_seconds(), time.monotonic()
@@ -460,7 +555,7 @@ def latency(options, sender, counter, receivers):
     }
 
 
-def ack(options, sender, counter, receivers):
+def ack(options, sender, counter, receivers, clients):
     """Emit to ack, one message at a time, in a room where the sender is alone (chatwsgi only).
 
     The ack comes once the message is stored (with Redis: after the round trip to it), so
@@ -494,7 +589,7 @@ def ack(options, sender, counter, receivers):
     return {"acks": len(samples), "failed": failed, "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
 
 
-def hold(options, sender, counter, receivers):
+def hold(options, sender, counter, receivers, clients):
     """Capacity: keep every connection open with heartbeats; count the ones that drop."""
     server_cpu, started = cpu_seconds(options.server_pid), time.monotonic()
     deadline = started + options.hold_seconds
@@ -508,7 +603,100 @@ def hold(options, sender, counter, receivers):
     }
 
 
-SCENARIOS = {"fanout": fanout, "latency": latency, "hold": hold, "ack": ack}
+def percentile(histogram, total, q):
+    """The q-quantile of a BUCKET_US histogram, in ms (a bucket's upper edge); None if empty."""
+    if not total:
+        return None
+    rank, seen = max(1, int(q * total + 0.999999)), 0
+    for bucket, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return round((bucket + 1) * BUCKET_US / 1000, 1)
+    return None
+
+
+def steady(options, sender, counter, receivers, clients):
+    """Random members send at each rate of ``--steps`` for ``--step-seconds``: per step, the
+    server's CPU per delivery, deliveries/s, send-to-each-recipient latency, all delivered?
+
+    A step's expected deliveries are the sender's room size per message (the sender gets
+    its own message back). The step ends when all arrived or ``--drain-timeout`` after the
+    last send; the steps stop after the first one that failed (p99 >= ``--p99-limit`` ms or
+    something missing), whose backlog would spill into the next. ``idle`` is the server's
+    CPU share with every client connected and quiet (heartbeats), over ``--idle-seconds``.
+    """
+    if not options.rooms:
+        raise SystemExit("the steady scenario needs --rooms")
+    members = {}
+    for client in clients:
+        members[client.room] = members.get(client.room, 0) + 1
+    idle_cpu = cpu_seconds(options.server_pid)
+    gevent.sleep(options.idle_seconds)
+    idle_share = (cpu_seconds(options.server_pid) - idle_cpu) / options.idle_seconds
+    picker = random.Random(options.seed)
+    steps = []
+    for rate in map(float, options.steps.split(",")):
+        histogram = counter.receivers.histogram = [0] * BUCKETS
+        counter.count, expected, total = 0, 0, int(rate * options.step_seconds)
+        server_cpu, own_cpu, started = cpu_seconds(options.server_pid), own_cpu_seconds(), time.monotonic()
+        core_busy = core_busy_seconds(options.server_core)
+        for number in range(total):
+            delay = started + number / rate - time.monotonic()
+            if delay > 0:
+                gevent.sleep(delay)
+            client = clients[picker.randrange(len(clients))]
+            client.emit_chat(number, client.room, stamped_text())
+            expected += members[client.room]
+        sent = time.monotonic() - started
+        complete = counter.wait_for(expected, options.drain_timeout)
+        elapsed = time.monotonic() - started
+        server_cpu = cpu_seconds(options.server_pid) - server_cpu
+        own_cpu = own_cpu_seconds() - own_cpu
+        core_busy = core_busy_seconds(options.server_core) - core_busy
+        counter.receivers.histogram = None
+        delivered = counter.count
+        p99 = percentile(histogram, sum(histogram), 0.99)
+        held = bool(complete) and p99 is not None and p99 < options.p99_limit
+        steps.append(
+            {
+                "rate": rate,
+                "messages": total,
+                "sent_per_second": round(total / sent, 1),
+                "expected": expected,
+                "delivered": delivered,
+                "complete": bool(complete),
+                "seconds": round(elapsed, 3),
+                "deliveries_per_second": round(delivered / elapsed, 1),
+                "server_cpu_us_per_delivery": round(server_cpu / max(delivered, 1) * 1e6, 3),
+                "server_cpu_us_per_delivery_less_idle": round(
+                    max(0.0, server_cpu - idle_share * elapsed) / max(delivered, 1) * 1e6, 3
+                ),
+                "server_core_share": round(server_cpu / elapsed, 3),
+                # The server's core busy with anything else (another process pinned there):
+                # a shared machine shows here, and its stalls in p99.
+                "others_on_server_core": round(max(0.0, core_busy - server_cpu) / elapsed, 3),
+                "p50_ms": percentile(histogram, sum(histogram), 0.50),
+                "p99_ms": p99,
+                "max_ms": percentile(histogram, sum(histogram), 1.0),
+                "loadgen_core_share": round(own_cpu / elapsed, 3),
+                "held": held,
+            }
+        )
+        report(dict(steps[-1], phase="step", clients=options.clients))
+        if not held:
+            break
+        gevent.sleep(options.settle)
+    valid = [s for s in steps if s["held"] and s["loadgen_core_share"] <= 0.8]
+    return {
+        "rooms": options.rooms,
+        "room_size": max(members.values()),
+        "server_idle_core_share": round(idle_share, 4),
+        "steps": steps,
+        "highest_rate_held": max((s["rate"] for s in valid), default=None),
+    }
+
+
+SCENARIOS = {"fanout": fanout, "latency": latency, "hold": hold, "ack": ack, "steady": steady}
 
 
 def parse(argv=None):
@@ -536,6 +724,15 @@ def parse(argv=None):
         "--sender-port", type=int, default=0, help="the sender's server (another node), if not --port"
     )
     parser.add_argument("--ack-room", default="ack", help="ack: the room the sender is alone in")
+    parser.add_argument("--rooms", type=int, default=0, help="clients spread over this many rooms (steady)")
+    parser.add_argument("--window", type=int, default=0, help="at most this many connecting at once")
+    parser.add_argument("--steps", default="100,200,500,1000", help="steady: offered messages/s")
+    parser.add_argument("--step-seconds", type=float, default=10.0, help="steady: sending time per step")
+    parser.add_argument("--drain-timeout", type=float, default=10.0, help="steady: wait after a step")
+    parser.add_argument("--idle-seconds", type=float, default=3.0, help="steady: idle CPU measured first")
+    parser.add_argument("--p99-limit", type=float, default=100.0, help="steady: a step holds below this")
+    parser.add_argument("--seed", type=int, default=1, help="steady: who sends")
+    parser.add_argument("--server-core", type=int, default=0, help="steady: the core the server is pinned to")
     parser.add_argument(
         "--report-on-stdin",
         action="store_true",

@@ -3,7 +3,8 @@
 For every size N and repetition: start the server, read its RSS after a GC, connect N
 websocket clients, read the RSS again (memory per idle connection), then fan-out (server
 CPU per delivery, deliveries/s) and broadcast latency (send to last recipient, p50/p99).
-Writes bench/results/<date>.json, .md (medians, ratios chatwsgi/peer) and .png.
+Writes bench/results/<date>.json, .md (medians, ratios chatwsgi/peer) and .png. Steady chat in
+rooms and the reconnect storm are bench/steady_storm.py (same servers, same pinning).
 
     python bench/run.py --sizes 1000,5000,10000 --reps 3        # what `make bench` runs
     python bench/run.py --sizes 50 --reps 1 --servers chatwsgi,naive --out /tmp/smoke

@@ -7,7 +7,9 @@
 // transport only, no logging; prints "ready" once listening. Every client of
 // the default namespace is in one room: an incoming "chat" event with one
 // argument is broadcast as "chat" with that argument to all connected clients,
-// sender included. SIGUSR1 runs a full GC then prints "gc-done"; SIGTERM exits 0.
+// sender included. Rooms (bench/steady_storm.py): a "join" event {room}
+// puts the client in that room, acked with true; from then on its "chat" goes to
+// that room only (sender included). SIGUSR1 runs a full GC then prints "gc-done"; SIGTERM exits 0.
 // (The open-files limit cannot be raised from Node: launch it under `ulimit -n`.)
 'use strict';
 
@@ -45,8 +47,13 @@ const io = new Server(httpServer, {
 });
 
 io.on('connection', (socket) => {
+  socket.on('join', (data, ack) => {
+    socket.join(data.room);
+    socket.data.room = data.room;
+    if (typeof ack === 'function') ack(true);
+  });
   socket.on('chat', (data) => {
-    io.emit('chat', data);
+    (socket.data.room ? io.to(socket.data.room) : io).emit('chat', data);
   });
 });
 

@@ -8,7 +8,9 @@ Contract (identical to node_server.js): binds 127.0.0.1 only, websocket
 transport only, no logging; prints ``ready`` once listening. Every client of
 the default namespace is in one room: an incoming ``chat`` event with one
 argument is broadcast as ``chat`` with that argument to all connected clients,
-sender included. SIGUSR1 runs a full GC then prints ``gc-done``; SIGTERM exits 0.
+sender included. Rooms (bench/steady_storm.py): a ``join`` event ``{room}``
+puts the client in that room, acked with ``true``; from then on its ``chat`` goes to
+that room only (sender included). SIGUSR1 runs a full GC then prints ``gc-done``; SIGTERM exits 0.
 """
 
 from gevent import monkey
@@ -71,9 +73,21 @@ def main(argv=None):
         transports=["websocket"],
     )
 
+    rooms = {}  # sid -> the room it joined (none: every client is in one room)
+
+    @sio.on("join")
+    def join(sid, data):
+        rooms[sid] = data["room"]
+        sio.enter_room(sid, data["room"])
+        return True
+
     @sio.on("chat")
     def chat(sid, data):
-        sio.emit("chat", data)
+        sio.emit("chat", data, to=rooms.get(sid))
+
+    @sio.on("disconnect")
+    def disconnect(sid, *reason):
+        rooms.pop(sid, None)
 
     app = socketio.WSGIApp(sio)
     server = pywsgi.WSGIServer(

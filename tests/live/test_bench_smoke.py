@@ -30,3 +30,23 @@ def test_bench_smoke(tmp_path):
         assert row["single_broadcast_cpu_us_per_delivery"] > 0
         assert row["latency_p99_ms"] > 0 and row["rss_per_connection_bytes"] > 0
     assert "| 40 | naive |" in next(tmp_path.glob("*.md")).read_text()
+
+
+def test_steady_storm_smoke(tmp_path):
+    # 40 clients in 4 rooms of 10, one 1-second step, then a storm: every message delivered.
+    command = [sys.executable, str(ROOT / "bench/steady_storm.py"), "--clients", "40", "--rooms", "4"]
+    command += ["--steps", "20", "--step-seconds", "1", "--drain-timeout", "5", "--idle-seconds", "0.5"]
+    command += ["--storm-rooms", "4", "--reps", "1", "--servers", "chatwsgi,naive"]
+    command += ["--floor-broadcasts", "50", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(next(tmp_path.glob("*-steady-storm.json")).read_text())
+    assert record["floor"]["sizes"]["10"]["cpu_us_per_delivery"] > 0
+    assert {run["server"] for run in record["steady"]} == {"chatwsgi", "naive"}
+    for run in record["steady"]:
+        (step,) = run["steps"]
+        assert step["complete"] and step["delivered"] == step["expected"] == 20 * 10
+        assert step["p99_ms"] > 0 and step["server_cpu_us_per_delivery"] >= 0
+    assert [run["server"] for run in record["storm"]] == ["chatwsgi", "naive"]
+    assert all(run["join_failures"] == 0 and run["joins_per_second"] > 0 for run in record["storm"])
+    assert "## Reconnect storm" in next(tmp_path.glob("*-steady-storm.md")).read_text()

@@ -1,11 +1,30 @@
 """A BaseNamespace that dispatches on Python 3.11+ (B1) and never prints (B20)."""
 
+import functools
 import inspect
 import logging
 
 from socketio.namespace import BaseNamespace
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _method_signature(function):
+    full = inspect.signature(function)
+    signature = full.replace(parameters=list(full.parameters.values())[1:])  # without self
+    return list(signature.parameters), signature
+
+
+def handler_signature(method):
+    """(parameter names, signature) of a bound event handler, ``self`` left out. Computed
+    once per handler: inspect.signature on every event was a tenth of a message's cost
+    (py-spy, bench/steady_storm.py)."""
+    function = getattr(method, "__func__", None)
+    if function is None:  # not a plain method: nothing to cache it by
+        signature = inspect.signature(method)
+        return list(signature.parameters), signature
+    return _method_signature(function)
 
 
 class CompatNamespace(BaseNamespace):
@@ -18,8 +37,8 @@ class CompatNamespace(BaseNamespace):
             if method_name.startswith("on_"):
                 self.error("unknown_event", "No event %r here." % method_name[3:])
             return None
-        signature = inspect.signature(method)  # B1: inspect.getargspec is gone in 3.11
-        if list(signature.parameters) == ["packet"]:
+        parameters, signature = handler_signature(method)  # B1: inspect.getargspec is gone in 3.11
+        if parameters == ["packet"]:
             return method(packet)
         try:
             signature.bind(*args)

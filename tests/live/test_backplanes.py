@@ -467,3 +467,19 @@ def test_older_history_before_a_sequence_number(backplane, before, limit, seqs, 
 
 def test_older_history_of_an_unknown_room_is_empty(backplane):
     assert backplane.older("nowhere", 10, 5).messages == ()
+
+
+def test_a_pool_with_no_free_connection_refuses_as_busy_without_marking_redis_down(redis_server, caplog):
+    backplane = RedisBackplane(redis_server.url, "t1", prefix="busy-%s:" % uuid.uuid4().hex, pool_size=1)
+    backplane._up = True  # as the keeper leaves it once Redis answers
+    held = backplane.redis.connection_pool.get_connection()  # a burst holds the only connection
+    try:
+        with pytest.raises(ChatError) as refused:
+            backplane.roster("den")
+        assert refused.value.code == "unavailable" and "busy" in str(refused.value)
+        assert backplane.state() == "up"  # no outage: nothing to put back when the burst ends
+        assert not [r for r in caplog.records if "down" in r.getMessage()]
+    finally:
+        backplane.redis.connection_pool.release(held)
+    assert backplane.roster("den") == []
+    backplane.close()

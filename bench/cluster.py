@@ -30,7 +30,6 @@ import os
 import platform
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import redis
-from run import BENCH, Server, free_port, launch_loadgen, medians, pinned, server_specs, versions
+from run import BENCH, Server, free_port, launch_loadgen, medians, pinned, server_specs, terminate, versions
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 CONFIGS = {  # name -> (nodes, on Redis)
@@ -141,12 +140,7 @@ class RedisServer:
 
     def stop(self):
         self.client.close()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 class Forwarder:
@@ -167,12 +161,7 @@ class Forwarder:
             raise RuntimeError("the forwarder said %r" % line)
 
     def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 def free_port_pair():

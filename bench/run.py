@@ -101,12 +101,26 @@ class Server:
         raise RuntimeError("no VmRSS")
 
     def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
+
+
+def terminate(process):
+    """SIGTERM and wait up to 10 s, then SIGKILL: every benchmarked process ends."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def available(names, specs):
+    """The servers of the comma-separated ``names`` that are installed (the rest said on stderr)."""
+    names = [n for n in names.split(",") if n]
+    missing = [n for n in names if not installed(specs[n][0])]
+    if missing:
+        print("not installed (run bench/peers/install.sh): %s" % ", ".join(missing), file=sys.stderr)
+    return [n for n in names if n not in missing]
 
 
 def raise_open_files():
@@ -378,11 +392,7 @@ def main(argv=None):
     parser.add_argument("--waves", type=int, default=3, help="capacity: connect/disconnect waves")
     options = parser.parse_args(argv)
     specs = server_specs()
-    names = [n for n in options.servers.split(",") if n]
-    missing = [n for n in names if not installed(specs[n][0])]
-    if missing:
-        print("not installed (run bench/peers/install.sh): %s" % ", ".join(missing), file=sys.stderr)
-        names = [n for n in names if n not in missing]
+    names = available(options.servers, specs)
     if options.capacity:
         for name in names:
             print(json.dumps(capacity_run(name, options)), flush=True)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from run import BENCH, PYTHON, Server, installed, launch_loadgen, server_specs, versions
+from run import BENCH, PYTHON, Server, available, launch_loadgen, server_specs, versions
 
 P99_LIMIT_MS = 100.0
 LOADGEN_LIMIT = 0.8
@@ -278,11 +278,7 @@ def main(argv=None):
     parser.add_argument("--append", action="store_true", help="add to that file's runs (same date)")
     options = parser.parse_args(argv)
     specs = server_specs()
-    names = [n for n in options.servers.split(",") if n]
-    missing = [n for n in names if not installed(specs[n][0])]
-    if missing:
-        print("not installed (run bench/peers/install.sh): %s" % ", ".join(missing), file=sys.stderr)
-        names = [n for n in names if n not in missing]
+    names = available(options.servers, specs)
     room_counts = [int(r) for r in options.rooms.split(",") if r]
     record = {
         "date": datetime.date.today().isoformat(),

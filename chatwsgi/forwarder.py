@@ -17,7 +17,14 @@ import threading
 
 import zmq
 
-HIGH_WATER_MARK = 100_000  # frames queued per node before the forwarder drops (nodes repair)
+# Frames queued per peer before ZeroMQ drops them (nodes repair from Redis); the nodes'
+# sockets use the same.
+HIGH_WATER_MARK = 100_000
+
+
+def subscribers_port(port):
+    """The port subscribers connect to, beside the publishers' ``port``."""
+    return port + 1
 
 
 def parse_args(argv):
@@ -30,13 +37,13 @@ def parse_args(argv):
 
 
 def bind_sockets(context, host, port):
-    """(XSUB bound on ``port``, XPUB bound on ``port`` + 1)."""
+    """(XSUB bound on ``port``, XPUB bound on the subscribers' port)."""
     publishers = context.socket(zmq.XSUB)
     publishers.setsockopt(zmq.RCVHWM, HIGH_WATER_MARK)
     publishers.bind("tcp://%s:%d" % (host, port))
     subscribers = context.socket(zmq.XPUB)
     subscribers.setsockopt(zmq.SNDHWM, HIGH_WATER_MARK)
-    subscribers.bind("tcp://%s:%d" % (host, port + 1))
+    subscribers.bind("tcp://%s:%d" % (host, subscribers_port(port)))
     return publishers, subscribers
 
 
@@ -46,14 +53,15 @@ def main(argv=None):
     try:
         publishers, subscribers = bind_sockets(context, args.host, args.port)
     except zmq.ZMQError as error:
-        print("cannot bind %s:%d-%d: %s" % (args.host, args.port, args.port + 1, error), file=sys.stderr)
+        ports = (args.host, args.port, subscribers_port(args.port), error)
+        print("cannot bind %s:%d-%d: %s" % ports, file=sys.stderr)
         return 2
     # The proxy runs in C in a thread of its own; this one waits for a stop signal. A signal
     # does not reliably interrupt zmq.proxy (libzmq retries), so it never has to.
     stops = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # the proxy's thread inherits the mask
     threading.Thread(target=zmq.proxy, args=(publishers, subscribers), daemon=True).start()
-    ports = (args.host, args.port, args.port + 1)
+    ports = (args.host, args.port, subscribers_port(args.port))
     print("forwarding on %s: publishers %d, subscribers %d" % ports, flush=True)
     stop = signal.sigwait(stops)
     print("forwarder stopping (%s)" % signal.Signals(stop).name, flush=True)

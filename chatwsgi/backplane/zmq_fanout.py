@@ -26,10 +26,11 @@ import gevent
 import zmq.green as zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from chatwsgi.forwarder import HIGH_WATER_MARK, subscribers_port
+
 log = logging.getLogger(__name__)
 
 SCHEME = "zmq"
-HIGH_WATER_MARK = 100_000  # frames queued per peer before ZeroMQ drops (the sweep repairs)
 
 
 def forwarder_ports(url):
@@ -38,7 +39,7 @@ def forwarder_ports(url):
     parts = urlsplit(url)
     if parts.scheme != SCHEME or not parts.hostname or not parts.port or parts.path not in ("", "/"):
         raise ValueError("a fan-out bus is zmq://HOST:PORT, not %r" % url)
-    return parts.hostname, parts.port, parts.port + 1
+    return parts.hostname, parts.port, subscribers_port(parts.port)
 
 
 class ZmqFanout:

@@ -45,8 +45,6 @@ def forwarder_ports(url):
 class ZmqFanout:
     """A node's two sockets to the forwarder of ``url`` (``zmq://HOST:PORT``)."""
 
-    name = "zmq"
-
     def __init__(self, url):
         self.url = url
         host, publishers, subscribers = forwarder_ports(url)

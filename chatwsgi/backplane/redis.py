@@ -171,6 +171,10 @@ class WaitingPool(redis.BlockingConnectionPool):
             raise
 
 
+# Every connection of the pool in use (one Redis; a cluster's pool says MaxConnectionsError).
+BUSY_ERRORS = (Busy, redis.exceptions.MaxConnectionsError)
+
+
 def shared(method):
     """Run a Redis call, timed in the metrics. A failed connection marks the node down and becomes ChatError
     ('unavailable'); an error Redis answers with fails this request alone ('server_error')."""
@@ -180,7 +184,7 @@ def shared(method):
         started = time.perf_counter()
         try:
             return method(self, *args, **kwargs)
-        except (Busy, redis.exceptions.MaxConnectionsError):  # a burst here, not Redis down
+        except BUSY_ERRORS:  # a burst here, not Redis down
             raise ChatError("unavailable", "The chat is busy; try again shortly.") from None
         except CONNECTION_ERRORS as error:
             self._went_down(error)
@@ -776,6 +780,11 @@ class RedisBackplane:
                 self.listener.left(room, nickname)
 
     def _went_down(self, error):
+        if isinstance(error, BUSY_ERRORS):
+            # The pool was busy (a burst of requests), Redis is not down: the keeper and the
+            # subscriber retry, and nothing is put back as after an outage.
+            log.info("backplane %s busy: %s", self.url, error)
+            return
         # Said at once (the first failed attempt, or up -> down), then every DOWN_LOG_SECONDS
         # while it lasts, not once per retry: both greenlets retry about every second.
         now = self._clock()

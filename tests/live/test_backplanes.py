@@ -8,10 +8,11 @@ so its fan-out is not observed here; each Redis test gets a fresh key prefix.
 import uuid
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from chatwsgi.backplane import LocalBackplane
-from chatwsgi.backplane.redis import RedisBackplane
+from chatwsgi.backplane.redis import Busy, RedisBackplane
 from chatwsgi.errors import ChatError
 from chatwsgi.rooms import DEFAULT_ROOM, CatchUp, Message, Retention, Room
 from chatwsgi.sqlite_store import SqliteStore
@@ -482,4 +483,14 @@ def test_a_pool_with_no_free_connection_refuses_as_busy_without_marking_redis_do
     finally:
         backplane.redis.connection_pool.release(held)
     assert backplane.roster("den") == []
+    backplane.close()
+
+
+def test_a_busy_pool_met_by_the_keeper_or_the_subscriber_is_no_outage(redis_server):
+    backplane = RedisBackplane(redis_server.url, "t1", prefix="busy-%s:" % uuid.uuid4().hex)
+    backplane._up = True
+    backplane._went_down(Busy("all 64 connections in use"))  # what they hand on when it happens
+    assert backplane.state() == "up"
+    backplane._went_down(redis.ConnectionError("Connection refused"))
+    assert backplane.state() == "down"
     backplane.close()

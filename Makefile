@@ -81,18 +81,21 @@ $(NODE_DEPS): tests/thirdparty/package.json | system-deps
 	npm install --prefix tests/thirdparty --no-package-lock --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages the browser, cluster and third-party tests drive; installed only when missing.
-SYSTEM_COMMANDS := chromium chromedriver redis-server haproxy node npm
-SYSTEM_PACKAGES := chromium chromium-driver redis-server haproxy nodejs npm
+# Debian packages the browser, cluster and third-party tests drive, as command:package pairs;
+# only the packages of missing commands are installed (a machine's own Node.js, e.g. from
+# NodeSource, ships npm and conflicts with Debian's npm package).
+SYSTEM_DEPS := chromium:chromium chromedriver:chromium-driver redis-server:redis-server \
+	haproxy:haproxy node:nodejs npm:npm
 system-deps:
-	@missing=""; for c in $(SYSTEM_COMMANDS); do \
-		command -v $$c >/dev/null || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; \
+	@missing=""; for pair in $(SYSTEM_DEPS); do \
+		c=$${pair%%:*}; \
+		command -v $$c >/dev/null || [ -x /usr/sbin/$$c ] || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages for:$$missing"; \
+		echo "installing Debian packages:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(SYSTEM_PACKAGES); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 
 clean:  ## back to a fresh checkout, make cluster's Redis data (deploy/.data) included

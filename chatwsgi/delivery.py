@@ -37,6 +37,10 @@ def text_frame(text):
     return header + payload
 
 
+def _ignore():
+    """What a closed writer calls in place of its session's ``on_slow``."""
+
+
 class FrameWriter:
     """Writes a websocket session's frames straight to its socket: no queue, no greenlet.
 
@@ -63,8 +67,14 @@ class FrameWriter:
         self.flusher = None
 
     def close(self):
-        """Write nothing more (the session ended; its file descriptor may be reused)."""
+        """Write nothing more (the session ended; its file descriptor may be reused).
+
+        Lets go of the session too (``on_slow`` is its bound method): with no cycle left
+        through its writer and reader, an ended session is freed at once by reference
+        counting, not by the next full collection (see memory.py's collection policy).
+        """
         self.connection = None
+        self.on_slow = _ignore
         self.corked, self.backlog, self.pending = [], None, 0
 
     def has_unsent(self):
@@ -172,6 +182,8 @@ class EventReader:
 
     def _drain(self):
         session, websocket = self.session, self.websocket
+        if session is None:
+            return  # closed since this turn was scheduled
         budget = FRAMES_PER_TURN
         try:
             while True:
@@ -210,7 +222,8 @@ class EventReader:
 
     def _buffered(self):
         """Whether a byte waits in the read buffer or the kernel (a peek that never blocks)."""
-        connection = self.session.connection
+        session = self.session
+        connection = None if session is None else session.connection
         if connection is None:
             return False
         connection.settimeout(0.0)
@@ -223,15 +236,18 @@ class EventReader:
 
     def end(self):
         """The connection ended: end the session (which closes this reader)."""
+        session = self.session
         self.close()
-        if self.session.connection is not None:  # not killed yet
-            self.session.kill(detach=True)
+        if session is not None and session.connection is not None:  # not killed yet
+            session.kill(detach=True)
 
     def close(self):
-        """Stop watching and release the connection (this reader holds its last reference)."""
+        """Stop watching, release the connection (this reader holds its last reference) and
+        let go of the session and its websocket: no cycle keeps an ended session alive."""
         self.watcher.stop()
         if self.pause is not None:
             self.pause.stop()
         rfile, self.rfile = self.rfile, None
         if rfile is not None:
             rfile.close()
+        self.session = self.websocket = None

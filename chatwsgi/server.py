@@ -57,7 +57,7 @@ def pop_session_config(settings):
 class ChatServer(SocketIOServer):
     """A SocketIOServer on 127.0.0.1 by default, with our handler, sessions and limits."""
 
-    def __init__(self, listener, application, transports=ADVERTISED, **settings):
+    def __init__(self, listener, application, transports=ADVERTISED, freeze_heap=True, **settings):
         # The app's metrics unless told: a ChatMiddleware has them, another app reports nothing.
         self.metrics = settings.pop("metrics", None) or getattr(application, "metrics", NO_METRICS)
         self.liveness, session_config = pop_session_config(settings)
@@ -75,6 +75,9 @@ class ChatServer(SocketIOServer):
         self._tender = None
         self._arrivals = None  # ids of sessions made since the tender last divided them into slices
         self.trim_policy = memory.TrimPolicy()
+        # Python's full collections walk what is frozen no more (memory.py): a process
+        # hosting the chat may opt out with freeze_heap=False.
+        self.freeze_policy = memory.FreezePolicy() if freeze_heap else None
         self.connections = connections.Connections(
             session_config["max_connections"], session_config["reserved_connections"]
         )
@@ -195,15 +198,31 @@ class ChatServer(SocketIOServer):
                     parts, self._arrivals = self.divide(slices), []
                 else:
                     self._sort_arrivals(parts, slices, turn)
-                self.tend_sessions(time.monotonic(), parts[turn])
+                now = time.monotonic()
+                self.tend_sessions(now, parts[turn])
                 parts[turn] = None  # visited: its sessions may go before the round ends
-                if self.trim_policy.should_trim(len(self.sockets)):
-                    self.compact()  # a wave of clients left: keep nothing of theirs,
-                    memory.collect_and_release()  # and hand their memory back
+                self.tend_memory(now)
             except Exception:
                 log.exception("session tender failed")
                 parts = None
             turn = (turn + 1) % slices
+
+    def tend_memory(self, now):
+        """Once per wake-up: after a wave of departures keep nothing of theirs and hand their
+        memory back; else freeze the heap as it grows, with a full collection now and then
+        (see memory.py)."""
+        sessions, freezing = len(self.sockets), self.freeze_policy
+        if self.trim_policy.should_trim(sessions):
+            self.compact()
+            memory.collect_and_release()
+            if freezing is not None:
+                freezing.refreshed_at(now, sessions)
+        elif freezing is not None:
+            if freezing.should_refresh(now):
+                memory.collect_all()
+                freezing.refreshed_at(now, sessions)
+            elif freezing.should_freeze(sessions):
+                memory.freeze_young()
 
     def compact(self):
         """After a wave of departures: forget the ids of sessions no longer pending, and

@@ -17,7 +17,7 @@ from socketio.handler import SocketIOHandler
 
 from chatwsgi import protocol
 from chatwsgi.compat.transports import JSONPPollingTransport, PollingTransport, WebsocketTransport
-from chatwsgi.compat.websocket import CappedWebSocket
+from chatwsgi.compat.websocket import CappedWebSocket, retire
 from chatwsgi.connections import CROWDED_REQUEST_TIMEOUT, RETRY_AFTER, canned_response
 from chatwsgi.delivery import EventReader
 from chatwsgi.security import origin_allowed, transport_conflict
@@ -311,7 +311,7 @@ class ChatHandler(SocketIOHandler):
             self.__class__ = own_class
         if upgraded:
             # The library's object would send a close frame when collected: retire it first.
-            self.websocket.closed = True
+            retire(self.websocket)
             self.websocket = CappedWebSocket(
                 self.environ,
                 Stream(self),

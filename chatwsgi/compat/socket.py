@@ -83,6 +83,14 @@ class ChatSocket(Socket):
                 connection.shutdown(2)  # SHUT_RDWR: a blocked recv returns at once
         if self.reader is not None:
             self.reader.close()
+        # The request's environ names the session back: without that cycle an ended session
+        # is freed at once, not by a full collection (see memory.py).
+        environ = self.environ
+        if isinstance(environ, dict) and environ.get("socketio") is self:
+            del environ["socketio"]
+        # So do its greenlets, through their frames: they are dead or finishing (a running
+        # one is held by the hub until it ends).
+        self.jobs, self.wsgi_app_greenlet = [], None
 
     @property
     def metrics(self):

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+import gevent
 from socketio import socketio_manage
 from webob import Response
 from webob.static import DirectoryApp, FileApp, FileIter
@@ -62,6 +63,9 @@ class ChatMiddleware:
     ``identify(environ)``, when given, names the chat's users as the host app knows them: it
     gets the WSGI environ of each Socket.IO session's first transport request (cookies
     included) and returns the user's display name, or None to refuse the session.
+
+    A busy room's join and leave notices go out in batches, at most one per
+    ``presence_interval`` seconds (0: each at once; see presence.py).
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class ChatMiddleware:
         burst=10,
         rates=None,
         announce_limit=200,
+        presence_interval=0.5,
         node="local",
         backplane=None,
         service=None,
@@ -98,6 +103,8 @@ class ChatMiddleware:
             rates=rates,
             announce_limit=announce_limit,
             metrics=self.metrics,
+            schedule=gevent.spawn_later,
+            presence_interval=presence_interval,
         )
         self.metrics.watch_backplane(self.service.backplane)
         self.identify = identify

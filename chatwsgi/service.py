@@ -4,6 +4,8 @@ Pure like ``chat.py``: it knows rooms and frames, not sockets or greenlets. Ever
 method takes the member and the client's request object and returns the ack body.
 """
 
+import functools
+import logging
 import time
 
 from chatwsgi import protocol
@@ -12,8 +14,11 @@ from chatwsgi.errors import ChatError
 from chatwsgi.hub import LocalHub
 from chatwsgi.limits import EVENT_RATES, EventLimits
 from chatwsgi.metrics import NO_METRICS
+from chatwsgi.presence import PresenceBatches
 
 ENDPOINT = "/chat"
+PRESENCE_KINDS = ("join", "leave")
+log = logging.getLogger(__name__)
 
 
 def _request(value):
@@ -48,6 +53,8 @@ class ChatService:
         announce_limit=200,
         clock=time.monotonic,
         metrics=NO_METRICS,
+        schedule=None,
+        presence_interval=0.5,
     ):
         self.chat = chat if chat is not None else Chat()
         self.backplane = self.chat.backplane
@@ -61,6 +68,10 @@ class ChatService:
         # Above this many members a room stops announcing each join and leave: announcing
         # to everyone makes a room's filling up cost O(members squared) frames.
         self.announce_limit = announce_limit
+        # Joins and leaves of a busy room go out at most once per ``presence_interval``
+        # (presence.py); ``schedule(seconds, function)`` calls back later (none: each at once).
+        self.schedule, self.presence_interval = schedule, presence_interval
+        self.presence = PresenceBatches() if schedule is not None and presence_interval > 0 else None
         self._sinks = {}
         self._closers = {}
         self._limits = {}
@@ -158,6 +169,7 @@ class ChatService:
         """Store and broadcast a message once per id; ack {id, seq} after both."""
         self._spend(member, "message")
         request = _request(request)
+        self._send_waiting_notices(request.get("room"))  # a member who joins and speaks: in order
         # Stored once per id; the backplane delivers it on every node, in sequence order.
         message, created = self.chat.post(member, request.get("room"), request.get("id"), request.get("text"))
         if created:
@@ -173,6 +185,7 @@ class ChatService:
                 raise
             return {"ok": False, "code": "rate_limited"}
         room, nickname = self.chat.typing(member, _request(request).get("room"))
+        self._send_waiting_notices(room)
         self.backplane.publish(room, self.frame("typing", {"room": room, "nickname": nickname}), member)
         return {"ok": True}
 
@@ -256,7 +269,7 @@ class ChatService:
 
     def _announce(self, room, kind, nickname, **extra):
         count = self.backplane.count(room)
-        if kind in ("join", "leave") and count > self.announce_limit:
+        if kind in PRESENCE_KINDS and count > self.announce_limit:
             return
         notice = {
             "room": room,
@@ -266,4 +279,35 @@ class ChatService:
             "ts": self.chat.clock(),
         }
         notice.update(extra)
-        self.backplane.publish(room, self.frame("announce", notice))
+        frame = self.frame("announce", notice)
+        if kind in PRESENCE_KINDS and self.presence is not None:
+            self._publish_notices(room, self.presence.offer(room, frame))
+        else:
+            self._send_waiting_notices(room)
+            self.backplane.publish(room, frame)
+
+    def _publish_notices(self, room, frames):
+        """Send a batch of presence notices; the room's next batch waits one interval."""
+        if frames:
+            # The tick first: a publish that fails must not leave the room hot for ever.
+            self.schedule(self.presence_interval, functools.partial(self._presence_tick, room))
+            for frame in frames:
+                self.backplane.publish(room, frame)
+
+    def _presence_tick(self, room):
+        try:
+            self._publish_notices(room, self.presence.tick(room))
+        except Exception as error:  # the backplane went down: the notices are lost, not the room
+            log.warning("presence notices for %r not sent: %s", room, error)
+            self.presence.waiting.pop(room, None)
+
+    def _send_waiting_notices(self, room):
+        """Before anything else goes to ``room`` (raw or clean name): its waiting notices."""
+        if self.presence is None or not self.presence.waiting:
+            return
+        try:
+            room = clean_room_name(room)
+        except ChatError:
+            return  # not a room: the request is refused as it would have been
+        for frame in self.presence.take(room):
+            self.backplane.publish(room, frame)

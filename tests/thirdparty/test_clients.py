@@ -133,6 +133,29 @@ def test_two_clients_of_one_kind_chat(remotes, request, kind, transport):
     request.node.user_properties.append(("message_ack_ms", {"count": count, "median": median, "p90": p90}))
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_join_notices_reach_every_member_in_order(remotes, kind, transport):
+    """A busy room's join notices go out in batches (presence.py): a client we did not write
+    hears each one once, in order, and a member who joins and speaks at once is announced
+    before its message."""
+    clients = connect_all(remotes, *[(kind, transport)] * 4)
+    for n, client in enumerate(clients):
+        assert client.call("nickname", {"nickname": "p%d" % n})["ok"]
+    watcher, *joiners = clients
+    assert watcher.call("join", {"room": "burst"})["ok"]
+    for joiner in joiners:  # each while the room is hot from the notice before
+        assert joiner.call("join", {"room": "burst"})["ok"]
+    assert joiners[-1].call("message", {"room": "burst", "id": "p-1", "text": "here"})["ok"]
+    message_from(watcher, "p-1")
+    heard = [
+        (r["name"], r["args"][0].get("nickname") or r["args"][0].get("text"))
+        for r in watcher.of_kind("event")
+        if r["name"] in ("announce", "message")
+    ]
+    assert heard == [("announce", "p%d" % n) for n in range(4)] + [("message", "here")]
+
+
 @pytest.mark.parametrize(
     "node_transport, pypi_transport, raw_transport",
     [("websocket", "xhr-polling", "jsonp-polling"), ("xhr-polling", "websocket", "websocket")],

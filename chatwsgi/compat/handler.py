@@ -20,6 +20,7 @@ from chatwsgi.compat.transports import JSONPPollingTransport, PollingTransport, 
 from chatwsgi.compat.websocket import CappedWebSocket, retire
 from chatwsgi.connections import CROWDED_REQUEST_TIMEOUT, RETRY_AFTER, canned_response
 from chatwsgi.delivery import EventReader
+from chatwsgi.http_headers import read_headers
 from chatwsgi.security import origin_allowed, transport_conflict
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,10 @@ class ChatHandler(SocketIOHandler):
             except (OSError, ValueError):
                 return False
         return False
+
+    def MessageClass(self, rfile, *args):
+        """The request's header fields, read without the email package (http_headers.py)."""
+        return read_headers(rfile)
 
     def read_request(self, raw_requestline):
         """Parse the headers; the request's time limit ends with them."""

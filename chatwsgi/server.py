@@ -222,7 +222,7 @@ class ChatServer(SocketIOServer):
                 memory.collect_all()
                 freezing.refreshed_at(now, sessions)
             elif freezing.should_freeze(sessions):
-                memory.freeze_young()
+                memory.freeze_new()
 
     def compact(self):
         """After a wave of departures: forget the ids of sessions no longer pending, and

@@ -103,10 +103,14 @@ def malloc_trim():
     return getattr(ctypes.CDLL(library), "malloc_trim", None) if library else None
 
 
-def collect_and_release():
-    """Free any cycle the departed left (``collect_all``), then hand the free pages back:
-    once per wave."""
-    collect_all()
+def collect_and_release(frozen=True):
+    """Free any cycle the departed left, then hand the free pages back: once per wave. With
+    ``frozen`` (the heap is frozen as it grows) the frozen part is collected too, and frozen
+    again (``collect_all``); without, only what is not frozen (serve.py freezes start-up)."""
+    if frozen:
+        collect_all()
+    else:
+        gc.collect()
     return release_free_memory()
 
 

@@ -214,7 +214,7 @@ class ChatServer(SocketIOServer):
         sessions, freezing = len(self.sockets), self.freeze_policy
         if self.trim_policy.should_trim(sessions):
             self.compact()
-            memory.collect_and_release()
+            memory.collect_and_release(frozen=freezing is not None)
             if freezing is not None:
                 freezing.refreshed_at(now, sessions)
         elif freezing is not None:

@@ -10,6 +10,7 @@ import weakref
 
 import pytest
 
+from chatwsgi import make_app, make_server
 from chatwsgi.memory import FreezePolicy
 from tests.support.chatting import TRANSPORTS, chatter, wait_until
 
@@ -65,3 +66,19 @@ def test_the_tender_freezes_the_heap_as_sessions_grow(server, address):
         wait_until(lambda: not server.sockets, timeout=20)
     finally:
         gc.unfreeze()
+
+
+class AlwaysTrim:
+    def should_trim(self, sessions):
+        return True
+
+
+def test_a_server_told_not_to_freeze_never_freezes_the_heap():
+    # A process hosting the chat opts out with freeze_heap=False: even the wave's collection
+    # (which collects the frozen heap too when freezing) leaves gc.freeze alone.
+    server = make_server(make_app(), port=0, freeze_heap=False)
+    server.trim_policy = AlwaysTrim()
+    frozen = gc.get_freeze_count()
+    for now in (0.0, 1.0, 10_000.0):
+        server.tend_memory(now)
+    assert server.freeze_policy is None and gc.get_freeze_count() == frozen

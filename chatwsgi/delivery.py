@@ -190,17 +190,10 @@ class EventReader:
         """Handle a lone heartbeat here, in the loop's callback, without a greenlet: all an
         idle client sends (every 25 s: with 19,000 connected, 760 a second). Anything else
         (or more) is left in the buffer for ``_drain``: False."""
-        session = self.session
-        connection = None if session is None else session.connection
-        if connection is None:
-            return False
-        connection.settimeout(0.0)  # never blocks: the hub may not wait
         try:
-            head = self.rfile.peek(HEARTBEAT_FRAME_SIZE)
+            head = self._peek(HEARTBEAT_FRAME_SIZE)
         except (OSError, ValueError):
             return False  # _drain meets the error and ends the session
-        finally:
-            connection.settimeout(None)
         if (
             len(head) != HEARTBEAT_FRAME_SIZE
             or head[:2] != HEARTBEAT_HEAD
@@ -208,6 +201,7 @@ class EventReader:
         ):
             return False
         self.rfile.read(HEARTBEAT_FRAME_SIZE)  # buffered: never blocks
+        session = self.session
         session.receive_all([protocol.HEARTBEAT])  # spends a packet token, proves it alive
         if session.connection is not None and not session.closing:
             self.watcher.start(self._readable)
@@ -255,15 +249,22 @@ class EventReader:
 
     def _buffered(self):
         """Whether a byte waits in the read buffer or the kernel (a peek that never blocks)."""
+        try:
+            return bool(self._peek(1))
+        except (OSError, ValueError):
+            return True  # let receive() meet the error and end the session
+
+    def _peek(self, size):
+        """Up to about ``size`` bytes of what is next, never blocking (the hub may be the
+        caller): what waits in the read buffer, or if it is empty what one read from the
+        kernel brings; b"" once the session has no connection. A failed read raises."""
         session = self.session
         connection = None if session is None else session.connection
         if connection is None:
-            return False
+            return b""
         connection.settimeout(0.0)
         try:
-            return bool(self.rfile.peek(1))
-        except (OSError, ValueError):
-            return True  # let receive() meet the error and end the session
+            return self.rfile.peek(size)
         finally:
             connection.settimeout(None)
 

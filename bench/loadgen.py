@@ -25,6 +25,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import collections  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -627,9 +628,7 @@ def steady(options, sender, counter, receivers, clients):
     """
     if not options.rooms:
         raise SystemExit("the steady scenario needs --rooms")
-    members = {}
-    for client in clients:
-        members[client.room] = members.get(client.room, 0) + 1
+    members = collections.Counter(client.room for client in clients)
     idle_cpu = cpu_seconds(options.server_pid)
     gevent.sleep(options.idle_seconds)
     idle_share = (cpu_seconds(options.server_pid) - idle_cpu) / options.idle_seconds
@@ -654,8 +653,8 @@ def steady(options, sender, counter, receivers, clients):
         own_cpu = own_cpu_seconds() - own_cpu
         core_busy = core_busy_seconds(options.server_core) - core_busy
         counter.receivers.histogram = None
-        delivered = counter.count
-        p99 = percentile(histogram, sum(histogram), 0.99)
+        delivered, timed = counter.count, sum(histogram)
+        p99 = percentile(histogram, timed, 0.99)
         held = bool(complete) and p99 is not None and p99 < options.p99_limit
         steps.append(
             {
@@ -675,9 +674,9 @@ def steady(options, sender, counter, receivers, clients):
                 # The server's core busy with anything else (another process pinned there):
                 # a shared machine shows here, and its stalls in p99.
                 "others_on_server_core": round(max(0.0, core_busy - server_cpu) / elapsed, 3),
-                "p50_ms": percentile(histogram, sum(histogram), 0.50),
+                "p50_ms": percentile(histogram, timed, 0.50),
                 "p99_ms": p99,
-                "max_ms": percentile(histogram, sum(histogram), 1.0),
+                "max_ms": percentile(histogram, timed, 1.0),
                 "loadgen_core_share": round(own_cpu / elapsed, 3),
                 "held": held,
             }

@@ -54,25 +54,36 @@ def release(loadgen, timeout):
     return lines
 
 
+def drive(command, env, protocol, flags, budget):
+    """Start the server, run one load generator with ``flags`` against it, stop the server:
+    (the load generator's 'connected' report, its later reports by phase, within ``budget`` s)."""
+    server = Server(command, env)
+    try:
+        loadgen = launch_loadgen(server, protocol, *flags)
+        connected = json.loads(loadgen.stdout.readline())
+        phases = {p["phase"]: p for p in release(loadgen, budget)}
+    finally:
+        server.stop()
+    return connected, phases
+
+
 def steady_run(name, rooms, options):
     """One server, one room count: the connect figures, then every step's."""
     command, env, protocol = server_specs()[name]
-    server = Server(command, env)
-    try:
-        loadgen = launch_loadgen(
-            server,
-            protocol,
+    # Each step lasts at most its sending time plus the drain timeout, plus a settle second.
+    budget = len(options.steps.split(",")) * (options.step_seconds + options.drain_timeout + 2) + 60
+    connected, phases = drive(
+        command,
+        env,
+        protocol,
+        (
             *("--clients", options.clients, "--rooms", rooms, "--window", options.window),
             *("--scenarios", "steady", "--steps", options.steps, "--step-seconds", options.step_seconds),
             *("--drain-timeout", options.drain_timeout, "--p99-limit", P99_LIMIT_MS, "--seed", options.seed),
             *("--idle-seconds", options.idle_seconds),
-        )
-        connected = json.loads(loadgen.stdout.readline())
-        # Each step lasts at most its sending time plus the drain timeout, plus a settle second.
-        budget = len(options.steps.split(",")) * (options.step_seconds + options.drain_timeout + 2) + 60
-        phases = {p["phase"]: p for p in release(loadgen, budget)}
-    finally:
-        server.stop()
+        ),
+        budget,
+    )
     result = phases.get("steady", {})
     return {
         "server": name,
@@ -93,18 +104,16 @@ def storm_run(name, options, redis_server=None, window=None):
     if redis_server is not None:
         redis_server.flush()
         command = command + ["--redis", redis_server.url, "--node", "a"]
-    server = Server(command, env)
-    try:
-        loadgen = launch_loadgen(
-            server,
-            protocol,
+    connected, _ = drive(
+        command,
+        env,
+        protocol,
+        (
             *("--clients", options.clients, "--rooms", options.storm_rooms, "--window", window),
             *("--scenarios", "", "--settle", 0),
-        )
-        connected = json.loads(loadgen.stdout.readline())
-        release(loadgen, 60)
-    finally:
-        server.stop()
+        ),
+        60,
+    )
     return {
         "server": name + (" (redis, window %d)" % window if redis_server is not None else ""),
         "clients": options.clients,
